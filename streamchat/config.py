@@ -1,0 +1,52 @@
+"""Configuration from the environment and an optional `.env` file (see DESIGN.md)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+LOCAL = "local"
+REMOTE = "remote"
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    local_model_path: str | None = None
+    data_dir: Path = Path("data")
+
+    @property
+    def default_provider(self) -> str:
+        return REMOTE if (self.base_url or self.api_key) else LOCAL
+
+    @property
+    def remote_base_url(self) -> str:
+        return self.base_url or OPENAI_DEFAULT_BASE_URL
+
+
+def load_settings(env_file: str | os.PathLike | None = ".env",
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Real environment variables win over the `.env` file, as python-dotenv does by default."""
+    values: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = (values.get(name) or "").strip()
+        return value or None
+
+    return Settings(
+        base_url=(get("OPENAI_BASE_URL") or "").rstrip("/") or None,
+        api_key=get("OPENAI_API_KEY"),
+        model=get("OPENAI_MODEL"),
+        local_model_path=get("LOCAL_MODEL_PATH"),
+        data_dir=Path(get("STREAMCHAT_DATA_DIR") or "data"),
+    )

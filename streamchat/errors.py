@@ -1,0 +1,124 @@
+"""Turn whatever went wrong into an ErrorInfo: a short message naming the cause and the next step.
+
+No exception text reaches the user unfiltered: server messages are trimmed and secrets redacted.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import openai
+
+from .generation import ErrorInfo
+
+_SECRET_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+\S+)")
+_CONTEXT_PATTERN = re.compile(
+    r"context length|context_length|maximum context|too long|exceeds? the (available )?context|n_ctx",
+    re.IGNORECASE)
+
+
+class FirstTokenTimeout(Exception):
+    pass
+
+
+class StreamStalled(Exception):
+    pass
+
+
+class StreamEndedEarly(Exception):
+    """The body ended without a finish_reason or [DONE]: the connection was cut."""
+
+
+class EmptyReply(Exception):
+    pass
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _SECRET_PATTERN.sub("***", text)
+
+
+def _server_message(err: openai.APIStatusError) -> str:
+    body = err.body
+    message = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else str(inner)
+    message = message or err.message or ""
+    message = " ".join(str(message).split())
+    return message[:300]
+
+
+def _retry_after(err: openai.APIStatusError) -> float | None:
+    value = err.response.headers.get("retry-after") if err.response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def classify(exc: BaseException, *, base_url: str = "", model: str = "",
+             had_content: bool = False, secrets: tuple[str, ...] = ()) -> ErrorInfo:
+    info = _classify(exc, base_url=base_url, model=model, had_content=had_content)
+    info.message = redact(info.message, secrets)
+    return info
+
+
+def _classify(exc: BaseException, *, base_url: str, model: str, had_content: bool) -> ErrorInfo:
+    kept = " The partial reply is kept." if had_content else ""
+    if isinstance(exc, FirstTokenTimeout):
+        return ErrorInfo("first_token_timeout",
+                         f"No reply started within {exc.args[0]:g} s. The server may be overloaded "
+                         "or the prompt very long: retry, or raise the first-token timeout.")
+    if isinstance(exc, StreamStalled):
+        return ErrorInfo("stalled",
+                         f"The reply stalled: nothing arrived for {exc.args[0]:g} s.{kept} "
+                         "Retry, or raise the idle timeout.")
+    if isinstance(exc, StreamEndedEarly):
+        return ErrorInfo("dropped", f"The connection closed before the reply finished.{kept} Retry.")
+    if isinstance(exc, EmptyReply):
+        return ErrorInfo("empty_reply", "The model returned an empty reply. Retry or rephrase.")
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return ErrorInfo("malformed",
+                         f"The server sent a malformed chunk the app could not read.{kept} Retry; "
+                         "if it persists the endpoint is not OpenAI-compatible.")
+    if isinstance(exc, openai.APITimeoutError):
+        return ErrorInfo("timeout", f"The request to {base_url} timed out.{kept} Retry, "
+                                    "or raise the timeouts in Advanced settings.")
+    if isinstance(exc, openai.APIConnectionError):
+        if had_content:
+            return ErrorInfo("dropped", f"The connection dropped mid-reply.{kept} Retry.")
+        return ErrorInfo("unreachable",
+                         f"Cannot reach {base_url}. Check that the server is running and the base URL "
+                         "is right.")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = _server_message(exc)
+        said = f' The server said: "{detail}"' if detail else ""
+        if status in (401, 403):
+            what = "rejected the API key" if status == 401 else "refused access"
+            return ErrorInfo("auth", f"The server {what} ({status}). Check the API key in the "
+                                     f"sidebar.{said}", status)
+        if status == 404:
+            return ErrorInfo("model_not_found",
+                             f"Model '{model}' was not found at this endpoint (404). Pick another "
+                             f"model in the sidebar.{said}", status)
+        if status == 429:
+            retry = _retry_after(exc)
+            when = f"Retry after {retry:g} s." if retry is not None else "Wait a moment and retry."
+            return ErrorInfo("rate_limited", f"Rate limited by the server (429). {when}{said}",
+                             status, retry)
+        if status in (400, 413) and _CONTEXT_PATTERN.search(detail):
+            return ErrorInfo("context_length", f"The conversation is too long for the model's "
+                                               f"context. Trim the oldest messages and retry.{said}",
+                             status)
+        if 400 <= status < 500:
+            return ErrorInfo("bad_request", f"The server rejected the request ({status}). Check the "
+                                            f"settings.{said}", status)
+        return ErrorInfo("server_error", f"The server failed ({status}).{kept} Retry in a moment.{said}",
+                         status, _retry_after(exc))
+    if isinstance(exc, openai.OpenAIError):
+        return ErrorInfo("client_error", f"Request failed: {str(exc)[:200]}")
+    return ErrorInfo("unexpected", f"Unexpected error: {type(exc).__name__}: {str(exc)[:200]}{kept}")

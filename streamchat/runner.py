@@ -1,0 +1,247 @@
+"""The generation runner: every request runs as a task on one background asyncio loop.
+
+Streamlit re-runs its script on every click; a reply owned by the script thread would die with
+that re-run. Here the reply lives on the runner's loop, so it keeps going whatever the UI does,
+and the UI just reads the Generation each frame. Stop cancels the task, which closes the HTTP
+response at once, also while no bytes are flowing yet (prefill).
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+from typing import Any, Callable, Union
+
+import httpx2
+import openai
+
+from . import errors
+from .generation import (DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation,
+                         GenerationRequest)
+from .wire import CountingTransport, current_listener
+
+log = logging.getLogger(__name__)
+
+EndpointSource = Union[Endpoint, Callable[[], Endpoint]]
+
+
+class _GenerationWire:
+    """Feeds wire observations into one generation."""
+
+    def __init__(self, generation: Generation):
+        self._generation = generation
+
+    def on_headers(self, t: float, header_bytes: int) -> None:
+        if self._generation.t_headers is None:
+            self._generation.t_headers = t
+        self._generation.bytes_received += header_bytes
+
+    def on_bytes(self, n: int) -> None:
+        self._generation.bytes_received += n
+
+
+def _as_dict(value: Any) -> dict | None:
+    if value is None:
+        return None
+    if hasattr(value, "model_dump"):
+        return value.model_dump(exclude_none=True)
+    return dict(value) if isinstance(value, dict) else None
+
+
+def _extra(obj: Any, name: str) -> Any:
+    extra = getattr(obj, "model_extra", None) or {}
+    return extra.get(name)
+
+
+class Runner:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="streamchat-runner",
+                                        daemon=True)
+        self._thread.start()
+        self._clients: dict[tuple, openai.AsyncOpenAI] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+
+    # ---- public, any thread -------------------------------------------------------------
+    def start(self, request: GenerationRequest, endpoint: EndpointSource) -> Generation:
+        """Begin a generation and return at once. `endpoint` may be a callable resolved off the
+        UI thread (starting the embedded model can take seconds)."""
+        generation = Generation(request, endpoint if isinstance(endpoint, Endpoint) else None)
+        future = asyncio.run_coroutine_threadsafe(self._spawn(generation, endpoint), self._loop)
+        task = future.result(timeout=5)
+        generation._stop_callback = lambda: self._loop.call_soon_threadsafe(task.cancel)
+        if generation.t_stop_requested is not None:  # stopped before the callback was wired
+            generation._stop_callback()
+        return generation
+
+    @property
+    def active_count(self) -> int:
+        return len(self._tasks)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        async def close_all() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=timeout)
+            for client in self._clients.values():
+                await client.close()
+            self._clients.clear()
+
+        try:
+            asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout + 1)
+        except Exception:
+            log.warning("runner shutdown did not complete cleanly", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+    # ---- loop thread --------------------------------------------------------------------
+    async def _spawn(self, generation: Generation, endpoint: EndpointSource) -> asyncio.Task:
+        task = asyncio.create_task(self._run(generation, endpoint), name=f"generation-{generation.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _client(self, endpoint: Endpoint, connect_timeout: float) -> openai.AsyncOpenAI:
+        key = (endpoint.base_url, endpoint.api_key, connect_timeout)
+        client = self._clients.get(key)
+        if client is None:
+            http_client = httpx2.AsyncClient(
+                transport=CountingTransport(httpx2.AsyncHTTPTransport()),
+                # Read/total time limits are enforced per phase by the runner (first token, idle).
+                timeout=httpx2.Timeout(connect=connect_timeout, read=None, write=30.0, pool=30.0),
+                follow_redirects=True,
+            )
+            client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
+                                        max_retries=0, http_client=http_client)
+            self._clients[key] = client
+        return client
+
+    async def _run(self, generation: Generation, endpoint_source: EndpointSource) -> None:
+        current_listener.set(_GenerationWire(generation))
+        endpoint = generation.endpoint
+        try:
+            if endpoint is None:
+                endpoint = await asyncio.to_thread(endpoint_source)
+                generation.endpoint = endpoint
+            client = self._client(endpoint, generation.request.timeouts.connect)
+            if generation.request.stream:
+                await self._stream(generation, client, endpoint)
+            else:
+                await self._whole(generation, client, endpoint)
+        except asyncio.CancelledError:
+            generation._finish(STOPPED)
+            return  # swallow: a stop is an outcome, not an error
+        except Exception as exc:  # every failure becomes a value on the generation
+            if not isinstance(exc, (openai.OpenAIError, errors.FirstTokenTimeout,
+                                    errors.StreamStalled, errors.StreamEndedEarly,
+                                    errors.EmptyReply)):
+                log.info("generation %s failed: %s", generation.id, type(exc).__name__)
+            base_url = endpoint.base_url if endpoint else ""
+            model = endpoint.model if endpoint else ""
+            secrets = (endpoint.api_key,) if endpoint else ()
+            generation._finish(FAILED, errors.classify(
+                exc, base_url=base_url, model=model, had_content=bool(generation.text),
+                secrets=secrets))
+            return
+        generation._finish(DONE)
+
+    def _request_kwargs(self, generation: Generation, endpoint: Endpoint) -> dict[str, Any]:
+        request = generation.request
+        kwargs: dict[str, Any] = {"model": endpoint.model, "messages": list(request.messages)}
+        params = request.params
+        for name in ("temperature", "max_tokens", "seed", "top_p"):
+            value = getattr(params, name)
+            if value is not None:
+                kwargs[name] = value
+        return kwargs
+
+    async def _stream(self, generation: Generation, client: openai.AsyncOpenAI,
+                      endpoint: Endpoint) -> None:
+        timeouts = generation.request.timeouts
+        kwargs = self._request_kwargs(generation, endpoint)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeouts.first_token) as deadline:
+                generation.t_sent = time.perf_counter()
+                generation.state = WAITING_FIRST_TOKEN
+                stream = await client.chat.completions.create(
+                    **kwargs, stream=True, stream_options={"include_usage": True})
+                async with stream:
+                    async for chunk in stream:
+                        t = time.perf_counter()
+                        self._absorb_chunk(generation, chunk, t)
+                        if generation.t_first_content is not None:
+                            deadline.reschedule(loop.time() + timeouts.idle)
+        except TimeoutError:
+            if generation.t_first_content is None:
+                raise errors.FirstTokenTimeout(timeouts.first_token) from None
+            raise errors.StreamStalled(timeouts.idle) from None
+        if generation.finish_reason is None:
+            raise errors.StreamEndedEarly()
+        if not generation.text:
+            raise errors.EmptyReply()
+
+    def _absorb_chunk(self, generation: Generation, chunk: Any, t: float) -> None:
+        delta_text = ""
+        for choice in chunk.choices or ():
+            if choice.index not in (0, None):
+                continue
+            delta = choice.delta
+            if delta is not None and delta.content:
+                delta_text += delta.content
+            if choice.finish_reason:
+                generation.finish_reason = choice.finish_reason
+        if chunk.usage is not None:
+            generation.usage = _as_dict(chunk.usage)
+        timings = _extra(chunk, "timings")
+        if isinstance(timings, dict):
+            generation.timings = timings
+        if chunk.model and generation.model_reported is None:
+            generation.model_reported = chunk.model
+        generation._record_chunk(t, delta_text)
+
+    async def _whole(self, generation: Generation, client: openai.AsyncOpenAI,
+                     endpoint: Endpoint) -> None:
+        timeouts = generation.request.timeouts
+        kwargs = self._request_kwargs(generation, endpoint)
+        try:
+            async with asyncio.timeout(timeouts.whole_reply):
+                generation.t_sent = time.perf_counter()
+                generation.state = WAITING_FIRST_TOKEN
+                completion = await client.chat.completions.create(**kwargs, stream=False)
+        except TimeoutError:
+            raise errors.FirstTokenTimeout(timeouts.whole_reply) from None
+        t = time.perf_counter()
+        choice = completion.choices[0] if completion.choices else None
+        generation.finish_reason = choice.finish_reason if choice else None
+        generation.usage = _as_dict(completion.usage)
+        timings = _extra(completion, "timings")
+        if isinstance(timings, dict):
+            generation.timings = timings
+        generation.model_reported = completion.model
+        text = (choice.message.content or "") if choice and choice.message else ""
+        generation._record_chunk(t, text)
+        if not text:
+            raise errors.EmptyReply()
+
+
+_runner: Runner | None = None
+_runner_lock = threading.Lock()
+
+
+def get_runner() -> Runner:
+    """One runner (one loop thread) per process, shared by all sessions."""
+    global _runner
+    with _runner_lock:
+        if _runner is None or _runner._closed:
+            _runner = Runner()
+            atexit.register(_runner.shutdown)
+        return _runner
