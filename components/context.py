@@ -1,0 +1,39 @@
+"""What app.py sets up each run and the pages read: settings, store, runner, sidebar slots."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from streamchat.config import Settings
+from streamchat.runner import Runner, get_runner
+from streamchat.store import Store
+
+from .settings_form import ChatOptions
+
+
+@dataclass
+class PageContext:
+    settings: Settings
+    store: Store
+    runner: Runner
+    options: ChatOptions
+    metrics_slot: object   # a sidebar container for the live metrics panel
+
+
+@st.cache_resource(show_spinner=False)
+def shared_store(data_dir: str) -> Store:
+    """One store per process and data dir, shared by all sessions."""
+    return Store(data_dir)
+
+
+def shared_runner() -> Runner:
+    return get_runner()
+
+
+def set_context(ctx: PageContext) -> None:
+    st.session_state["_page_context"] = ctx
+
+
+def context() -> PageContext:
+    return st.session_state["_page_context"]

@@ -1,0 +1,54 @@
+"""Sidebar list of saved conversations: switch, new, delete, download."""
+from __future__ import annotations
+
+import streamlit as st
+
+from streamchat import export
+
+QUERY_KEY = "c"
+
+
+def current_conversation_id(store) -> str | None:
+    """The open conversation: this session's choice, else the one in the URL (survives reload)."""
+    state = st.session_state
+    if "conversation_id" not in state:
+        from_url = st.query_params.get(QUERY_KEY)
+        state.conversation_id = from_url if from_url and store.get_conversation(from_url) else None
+    return state.conversation_id
+
+
+def open_conversation(conversation_id: str | None) -> None:
+    st.session_state.conversation_id = conversation_id
+    if conversation_id:
+        st.query_params[QUERY_KEY] = conversation_id
+    elif QUERY_KEY in st.query_params:
+        del st.query_params[QUERY_KEY]
+
+
+def conversations_sidebar(store, container, busy_ids: set[str]) -> None:
+    current = current_conversation_id(store)
+    with container:
+        st.divider()
+        head, new = st.columns([3, 2], vertical_alignment="center")
+        head.markdown("**Conversations**")
+        new.button("New chat", key="conv_new", on_click=open_conversation, args=(None,),
+                   width="stretch")
+        conversations = store.list_conversations()
+        for conv in conversations[:50]:
+            title = conv["title"] or "New chat"
+            label = ("▶ " if conv["id"] in busy_ids else "") + (title[:40] + ("…" if len(title) > 40 else ""))
+            st.button(label, key=f"conv_{conv['id']}", on_click=open_conversation, args=(conv["id"],),
+                      type="primary" if conv["id"] == current else "tertiary", width="stretch")
+        if current and (conv := store.get_conversation(current)):
+            messages = store.conversation_messages(current)
+            md, js = st.columns(2)
+            md.download_button("⬇ Markdown", export.conversation_markdown(conv, messages),
+                               file_name=f"chat-{current[:8]}.md", mime="text/markdown",
+                               on_click="ignore", key="dl_md")
+            js.download_button("⬇ JSON", export.conversation_json(conv, messages),
+                               file_name=f"chat-{current[:8]}.json", mime="application/json",
+                               on_click="ignore", key="dl_json")
+            if st.button("🗑 Delete this chat", key="conv_delete", disabled=current in busy_ids):
+                store.delete_conversation(current)
+                open_conversation(None)
+                st.rerun()

@@ -1,0 +1,27 @@
+"""A reply that grows in place: finished Markdown blocks are sent once, the tail per frame."""
+from __future__ import annotations
+
+from streamchat.blocks import BlockSplitter
+
+CURSOR = " ▌"
+
+
+class LiveReply:
+    def __init__(self, container) -> None:
+        self._blocks = container.container()
+        self._tail = container.empty()
+        self._splitter = BlockSplitter()
+        self._shown_tail: str | None = None
+
+    def render(self, text: str, *, growing: bool = True) -> None:
+        new_blocks, tail = self._splitter.feed(text)
+        if new_blocks:
+            # One element per frame for everything finished since the last frame.
+            self._blocks.markdown("\n\n".join(new_blocks))
+        shown = tail + CURSOR if growing else tail
+        if shown != self._shown_tail:
+            if shown:
+                self._tail.markdown(shown)
+            else:
+                self._tail.empty()
+            self._shown_tail = shown

@@ -1,0 +1,120 @@
+"""The live metrics sidebar: TTFT, Decode tok/s, Output tokens, E2E, ITL, status, a sparkline.
+
+Updates only what changed since the last frame: every element a run emits goes over the
+websocket again, and at 50 tok/s the panel must cost less than the reply itself.
+"""
+from __future__ import annotations
+
+import time
+
+from streamchat import metrics
+from streamchat.generation import FAILED, PENDING, STOPPED, WAITING_FIRST_TOKEN, Generation
+
+SOURCE_TEXT = {
+    metrics.MEASURED: "Measured by this app's client (perf_counter on each chunk as it arrived).",
+    metrics.SERVER: "Reported by the server.",
+    metrics.ESTIMATED: "Estimated (one streamed chunk ≈ one token) until the server reports usage.",
+    "exact": "Counted locally with the model's own tokenizer.",
+    "approximate": "Counted locally with an approximate tokenizer (cl100k_base).",
+}
+SPARK_POINTS = 30
+SPARK_EVERY_S = 1.0
+
+
+def _fmt_s(v: float | None) -> str:
+    return "—" if v is None else metrics.format_seconds(v)
+
+
+def _help(key: str, value: metrics.Value) -> str:
+    return f"{metrics.HELP[key]}\n\n{SOURCE_TEXT.get(value.source, value.source)}"
+
+
+def status_text(g: Generation, m: metrics.Metrics) -> str:
+    if g.state == PENDING:
+        return f"⏳ connecting… {m.elapsed:.1f} s" if g.t_sent else "⏳ connecting…"
+    if g.state == WAITING_FIRST_TOKEN:
+        what = "waiting for the whole reply" if not g.request.stream else "waiting for first token"
+        return f"⏳ {what}… {m.elapsed:.1f} s"
+    if g.state == STOPPED:
+        return "⏹ stopped"
+    if g.state == FAILED:
+        return f"⚠️ error: {g.error.kind if g.error else 'unknown'}"
+    return f"▶ {g.status_label}" if not g.is_finished else "✓ done"
+
+
+def tokens_over_time(g: Generation, points: int = SPARK_POINTS) -> list[int]:
+    """Cumulative content chunks at evenly spaced times since the request was sent."""
+    times = list(g.content_times)
+    if not times or g.t_sent is None:
+        return []
+    end = times[-1]
+    span = max(end - g.t_sent, 1e-6)
+    out, i = [], 0
+    for k in range(1, points + 1):
+        t = g.t_sent + span * k / points
+        while i < len(times) and times[i] <= t:
+            i += 1
+        out.append(i)
+    return out
+
+
+class MetricsPanel:
+    def __init__(self, container) -> None:
+        self._status = container.empty()
+        top = container.columns(2)
+        bottom = container.columns(2)
+        self._slots = {"ttft": top[0].empty(), "decode_tps": top[1].empty(),
+                       "output_tokens": bottom[0].empty(), "e2e": bottom[1].empty()}
+        self._details = container.empty()
+        self._shown: dict[str, object] = {}
+        self._spark_at = 0.0
+
+    def _put(self, key: str, value: object, draw) -> None:
+        if self._shown.get(key) != value:
+            draw()
+            self._shown[key] = value
+
+    def update(self, g: Generation, local_tokens: tuple[int, str] | None = None) -> None:
+        m = metrics.compute(g, local_token_count=local_tokens[0] if local_tokens else None,
+                            local_token_source=local_tokens[1] if local_tokens else metrics.ESTIMATED)
+        status = status_text(g, m)
+        self._put("status", status, lambda: self._status.markdown(f"**{status}**"))
+
+        ttft = _fmt_s(m.ttft.value)
+        self._put("ttft", ttft, lambda: self._slots["ttft"].metric(
+            "TTFT", ttft, help=_help("ttft", m.ttft)))
+        tps = "—" if not m.decode_tps.value else f"{m.decode_tps.value:.1f}"
+        self._put("decode_tps", tps, lambda: self._slots["decode_tps"].metric(
+            "Decode tok/s", tps, help=_help("decode_tps", m.decode_tps)))
+
+        now = time.perf_counter()
+        if g.is_finished or now - self._spark_at >= SPARK_EVERY_S:
+            self._spark_at = now
+            spark = tokens_over_time(g)
+            tokens = f"{m.output_tokens.value}" + ("" if m.output_tokens.source != metrics.ESTIMATED
+                                                   or g.is_finished else " ~")
+            self._put("output_tokens", (tokens, spark), lambda: self._slots["output_tokens"].metric(
+                "Output tokens", tokens, help=_help("output_tokens", m.output_tokens),
+                chart_data=spark or None, chart_type="area"))
+
+        if g.is_finished:
+            e2e = _fmt_s(m.e2e.value)
+        else:
+            e2e = f"{m.elapsed:.1f} s…" if g.t_sent else "—"
+        self._put("e2e", e2e, lambda: self._slots["e2e"].metric("E2E", e2e, help=_help("e2e", m.e2e)))
+
+        details = self._details_text(g, m)
+        self._put("details", details, lambda: self._details.caption(details))
+
+    @staticmethod
+    def _details_text(g: Generation, m: metrics.Metrics) -> str:
+        parts = [f"ITL p50 {_fmt_s(m.itl_p50.value)} · p95 {_fmt_s(m.itl_p95.value)}"]
+        if g.is_finished:
+            parts.append(f"max {_fmt_s(m.itl_max.value)}")
+            parts.append(f"TTFB {_fmt_s(m.ttfb.value)}")
+            parts.append(f"{m.bytes.value / 1024:.1f} KB · {m.chunks} chunks")
+            if m.server_decode_tps.value:
+                prefill = m.server_prompt_ms.value
+                parts.append(f"server: {m.server_decode_tps.value:.1f} tok/s"
+                             + (f", prefill {prefill:.0f} ms" if prefill is not None else ""))
+        return " · ".join(parts)

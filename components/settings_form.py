@@ -1,0 +1,101 @@
+"""Sidebar settings: provider, model, generation parameters, timeouts, Stream toggle."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from streamchat.config import LOCAL, REMOTE, Settings
+from streamchat.generation import GenerationParams, Timeouts
+from streamchat.providers import ProviderError, RemoteConfig, list_models, local_endpoint, \
+    validate_base_url
+from streamchat.runner import EndpointSource
+
+PROVIDER_LABELS = {LOCAL: "Embedded model (offline)", REMOTE: "OpenAI-compatible endpoint"}
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    provider: str
+    endpoint: EndpointSource | None   # None: not usable, see `problem`
+    problem: str | None
+    model_label: str
+    stream: bool
+    system_prompt: str
+    params: GenerationParams
+    timeouts: Timeouts
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _models(base_url: str, api_key: str | None) -> tuple[list[str], str | None]:
+    try:
+        return list_models(base_url, api_key), None
+    except ProviderError as exc:
+        return [], str(exc)
+
+
+def settings_form(settings: Settings, container) -> ChatOptions:
+    state = st.session_state
+    with container:
+        stream = st.toggle("Stream", value=True, key="opt_stream",
+                           help="On: tokens appear as they are generated. Off: the whole reply "
+                                "arrives at once after a live waiting timer.")
+        with st.expander("Settings", expanded=False):
+            provider = st.radio("Provider", [LOCAL, REMOTE], format_func=PROVIDER_LABELS.get,
+                                index=0 if settings.default_provider == LOCAL else 1, key="opt_provider")
+            endpoint, problem, model_label = _provider_fields(settings, provider)
+            system_prompt = st.text_area("System prompt", value="You are a helpful assistant.",
+                                         key="opt_system", max_chars=20_000)
+            temperature = st.slider("Temperature", 0.0, 2.0, 0.7, 0.05, key="opt_temperature")
+            max_tokens = st.number_input("Max tokens", min_value=1, max_value=131_072, value=512,
+                                         step=64, key="opt_max_tokens")
+            seed = st.number_input("Seed (empty: random)", min_value=0, max_value=2**31 - 1,
+                                   value=None, step=1, key="opt_seed")
+        with st.expander("Advanced: timeouts", expanded=False):
+            connect = st.number_input("Connect timeout (s)", 0.5, 120.0, 10.0, 0.5, key="opt_t_connect")
+            first = st.number_input("First-token timeout (s)", 1.0, 3600.0, 120.0, 5.0,
+                                    key="opt_t_first",
+                                    help="How long to wait for the first token (prefill) before "
+                                         "giving up. Non-stream replies get the whole-reply bound.")
+            idle = st.number_input("Idle timeout between chunks (s)", 0.5, 600.0, 30.0, 1.0,
+                                   key="opt_t_idle")
+    state.setdefault("opt_stream", True)
+    return ChatOptions(
+        provider=provider, endpoint=endpoint, problem=problem, model_label=model_label,
+        stream=bool(stream), system_prompt=system_prompt or "",
+        params=GenerationParams(temperature=float(temperature), max_tokens=int(max_tokens),
+                                seed=int(seed) if seed is not None else None),
+        timeouts=Timeouts(connect=float(connect), first_token=float(first), idle=float(idle)),
+    )
+
+
+def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource | None, str | None, str]:
+    if provider == LOCAL:
+        path = settings.local_model_path
+        st.caption("llama.cpp server (xllamacpp) on 127.0.0.1, "
+                   + (f"model `{path}`" if path else "SmolLM2-135M-Instruct Q4_1, 2 CPU threads"))
+        return (lambda: local_endpoint(path)), None, "embedded model"
+
+    base_url = st.text_input("Base URL", value=settings.remote_base_url, key="opt_base_url")
+    typed_key = st.text_input("API key", type="password", key="opt_api_key",
+                              placeholder="using OPENAI_API_KEY" if settings.api_key else "none",
+                              help="Kept in memory for this session only; never stored or logged.")
+    api_key = typed_key or settings.api_key
+    try:
+        base_url = validate_base_url(base_url)
+    except ProviderError as exc:
+        st.error(str(exc))
+        return None, str(exc), "—"
+    models, error = _models(base_url, api_key)
+    if settings.model and settings.model not in models:
+        models = [settings.model, *models]
+    if error:
+        st.warning(error)
+    if models:
+        default = models.index(settings.model) if settings.model in models else 0
+        model = st.selectbox("Model", models, index=default, key=f"opt_model:{base_url}")
+    else:
+        model = st.text_input("Model", value=settings.model or "", key=f"opt_model_text:{base_url}")
+    if not model:
+        return None, "Choose a model in the sidebar settings.", "—"
+    return RemoteConfig(base_url, api_key, model).endpoint(), None, model

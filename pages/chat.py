@@ -1,0 +1,122 @@
+"""Chat: history, live streaming reply with Stop, live metrics in the sidebar."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from components.context import context
+from components.conversations import current_conversation_id, open_conversation
+from components.live_reply import LiveReply
+from components.message_view import render_message, render_outcome
+from components.metrics_panel import MetricsPanel, status_text
+from streamchat import metrics
+from streamchat.generation import GenerationRequest
+from streamchat.inputs import clean_user_message
+from streamchat.replies import history_for_request, start_reply
+
+FRAME_S = 1 / 15
+EXAMPLES = [
+    "Count to 100 with commas, no line breaks.",
+    "Explain streaming vs non-streaming LLM replies in three short paragraphs.",
+    "Write a Python function that reverses a string, with a docstring.",
+    "List five tips for giving a good demo.",
+]
+
+ctx = context()
+store, options, state = ctx.store, ctx.options, st.session_state
+replies: dict = state.setdefault("active_replies", {})
+
+
+def queue_prompt(text: str) -> None:
+    state.pending_prompt = text
+
+
+def send(conversation_id: str | None, text: str) -> None:
+    text, problem = clean_user_message(text)
+    if problem:
+        st.toast(problem, icon="⚠️")
+        if not text:
+            return
+    previous = replies.get(conversation_id)
+    if previous is not None:
+        previous.generation.stop()   # a new message supersedes a reply still in progress
+        previous.saved.wait(2)       # so its partial text is in the history we send
+    if conversation_id is None:
+        conversation_id = store.create_conversation()
+        open_conversation(conversation_id)
+    store.add_message(conversation_id, "user", text)
+    if options.endpoint is None:
+        store.add_message(conversation_id, "assistant", "", state="failed", error=options.problem)
+        return
+    history = history_for_request(store.conversation_messages(conversation_id), options.system_prompt)
+    request = GenerationRequest(history, stream=options.stream, params=options.params,
+                                timeouts=options.timeouts)
+    replies[conversation_id] = start_reply(ctx.runner, store, conversation_id, request,
+                                           options.endpoint)
+
+
+def show_live(reply) -> None:
+    """Render frames until the generation ends; the runner keeps it going between runs."""
+    g = reply.generation
+    with st.chat_message("assistant"):
+        live = LiveReply(st.container(key="live-reply"))
+        waiting = st.empty()
+        outcome = st.empty()
+        stop_slot = st.empty()
+    if g.is_active:
+        stop_slot.button("Stop", key=f"stop-{g.id}", on_click=g.stop, type="primary",
+                         help="Stop the reply: the connection is closed and the server stops generating.")
+    panel = MetricsPanel(ctx.metrics_slot)
+    shown_wait = None
+    while True:
+        finished = g.is_finished
+        live.render(g.text, growing=not finished)
+        wait_text = status_text(g, metrics.compute(g)) if not g.text and not finished else ""
+        if wait_text != shown_wait:
+            if wait_text:
+                waiting.caption(wait_text)
+            else:
+                waiting.empty()
+            shown_wait = wait_text
+        panel.update(g)
+        if finished:
+            break
+        time.sleep(FRAME_S)
+    stop_slot.empty()
+    reply.saved.wait(5)
+    with outcome.container():
+        render_outcome(g.state, g.error.message if g.error else None,
+                       metrics.summary_line(metrics.compute(g)))
+    state.last_generation = g
+    replies.pop(reply.conversation_id, None)
+
+
+conversation_id = current_conversation_id(store)
+active = replies.get(conversation_id) if conversation_id else None
+messages = store.conversation_messages(conversation_id) if conversation_id else []
+
+for message in messages:
+    if active is not None and message["id"] == active.message_id:
+        continue
+    render_message(message, interrupted=message["state"] == "streaming")
+
+if not messages:
+    st.markdown("#### Try one of these")
+    columns = st.columns(2)
+    for i, example in enumerate(EXAMPLES):
+        columns[i % 2].button(example, key=f"example-{i}", on_click=queue_prompt, args=(example,),
+                              width="stretch")
+
+prompt = st.chat_input("Message StreamChat", key="chat_input")
+prompt = prompt or state.pop("pending_prompt", None)
+if prompt:
+    send(conversation_id, prompt)
+    st.rerun()
+
+if active is not None:
+    show_live(active)
+elif state.get("last_generation") is not None:
+    MetricsPanel(ctx.metrics_slot).update(state.last_generation)
+else:
+    ctx.metrics_slot.caption("Live metrics appear here while a reply streams.")

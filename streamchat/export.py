@@ -1,0 +1,67 @@
+"""Exports: a conversation as Markdown or JSON, runs as CSV or JSON (dicts as the Store returns them)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+_ROLE_HEADINGS = {"system": "System", "user": "User", "assistant": "Assistant"}
+_STATE_NOTES = {
+    "stopped": "Stopped before the end: the reply above is partial.",
+    "failed": "Failed",
+    "streaming": "Still streaming when exported: the reply above is partial.",
+}
+
+
+def conversation_markdown(conversation: dict, messages: list[dict]) -> str:
+    out = [f"# {conversation.get('title') or 'Untitled'}", ""]
+    for message in messages:
+        role = message.get("role", "")
+        out += [f"## {_ROLE_HEADINGS.get(role, role.title())}", "", message.get("content") or "", ""]
+        if role != "assistant":
+            continue
+        if message.get("summary"):
+            out += [f"*{message['summary']}*", ""]
+        state = message.get("state")
+        if state in _STATE_NOTES:
+            note = _STATE_NOTES[state]
+            if message.get("error"):
+                note += f": {message['error']}" if state == "failed" else f" ({message['error']})"
+            out += [f"> **{note}**", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def conversation_json(conversation: dict, messages: list[dict]) -> str:
+    return _dumps({**conversation, "messages": messages})
+
+
+def runs_json(runs: list[dict]) -> str:
+    return _dumps(runs)
+
+
+def runs_csv(runs: list[dict]) -> str:
+    if not runs:
+        return ""
+    columns: list[str] = []
+    for run in runs:
+        columns += [k for k in run if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for run in runs:
+        writer.writerow({k: _cell(v) for k, v in run.items()})
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    # Error texts come from servers: keep a spreadsheet from reading them as formulas.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -1,0 +1,396 @@
+"""SQLite store: conversations, their messages, and one row per request ("runs").
+
+One short-lived connection per operation: safe from any thread (Streamlit script threads come and
+go with each re-run, so per-thread connections would leak), and cheap (~0.2 ms a write) because
+the Store holds one idle connection open: when the last connection to a WAL database closes, SQLite
+checkpoints and deletes the WAL with fsyncs, which would cost ~5 ms on every operation.
+WAL lets readers and the single writer proceed together; every write is a small
+`BEGIN IMMEDIATE` transaction, so a writer waits at most for another small write.
+
+API keys are never stored: endpoints are kept as base_url only (without user:password).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from . import metrics as metrics_mod
+from .generation import Generation
+
+DB_NAME = "streamchat.db"
+DEFAULT_TITLE = "New chat"
+TITLE_LENGTH = 60
+BUSY_TIMEOUT_S = 5.0
+
+ROLES = ("system", "user", "assistant")
+MESSAGE_STATES = ("done", "streaming", "stopped", "failed")
+RUN_COLUMNS = (
+    "created_at", "source", "conversation_id", "message_id", "provider", "base_url", "model",
+    "mode", "state", "ttft_s", "ttfb_s", "e2e_s", "decode_tps", "tpot_s", "itl_p50_s",
+    "itl_p95_s", "output_tokens", "output_tokens_source", "bytes", "chunks", "error_kind",
+    "error", "extra_json",
+)
+
+
+# ---- migrations: append only; PRAGMA user_version = number applied ---------------------------
+def _m001_initial(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""")
+    conn.execute("CREATE INDEX conversations_updated ON conversations(updated_at)")
+    conn.execute("""CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        parent_id TEXT REFERENCES messages(id) ON DELETE SET NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT,
+        summary TEXT,
+        metrics_json TEXT,
+        created_at TEXT NOT NULL,
+        seq INTEGER NOT NULL)""")
+    conn.execute("CREATE INDEX messages_conversation_seq ON messages(conversation_id, seq)")
+    conn.execute("CREATE INDEX messages_parent ON messages(parent_id)")
+    # No foreign keys: a run is history and outlives the conversation it came from.
+    conn.execute("""CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        conversation_id TEXT,
+        message_id TEXT,
+        provider TEXT,
+        base_url TEXT,
+        model TEXT,
+        mode TEXT,
+        state TEXT,
+        ttft_s REAL, ttfb_s REAL, e2e_s REAL, decode_tps REAL, tpot_s REAL,
+        itl_p50_s REAL, itl_p95_s REAL,
+        output_tokens INTEGER,
+        output_tokens_source TEXT,
+        bytes INTEGER,
+        chunks INTEGER,
+        error_kind TEXT,
+        error TEXT,
+        extra_json TEXT)""")
+
+
+MIGRATIONS = [_m001_initial]
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def clean_text(s: str) -> str:
+    """Drop NULs; replace lone surrogates with U+FFFD (pairs are joined) so any str inserts."""
+    s = s.replace("\x00", "")
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _clean(value: Any) -> Any:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def _to_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return clean_text(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _message_row(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    raw = d.pop("metrics_json")
+    d["metrics"] = json.loads(raw) if raw else None
+    return d
+
+
+def _run_row(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    raw = d.pop("extra_json")
+    d["extra"] = json.loads(raw) if raw else None
+    return d
+
+
+def title_from(content: str) -> str:
+    line = " ".join(content.split())
+    if len(line) <= TITLE_LENGTH:
+        return line
+    return line[:TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def safe_base_url(url: str | None) -> str | None:
+    """base_url without any user:password part."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _is_corruption(err: sqlite3.DatabaseError) -> bool:
+    # OperationalError ("database is locked", disk I/O, ...) is not corruption: never move the file.
+    if isinstance(err, sqlite3.OperationalError):
+        return False
+    code = getattr(err, "sqlite_errorcode", None)
+    return code is None or (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+class CorruptDatabase(sqlite3.DatabaseError):
+    pass
+
+
+# ---- the store -------------------------------------------------------------------------------
+class Store:
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_NAME
+        self.recovered_from: Path | None = None  # where a corrupt database was moved to
+        try:
+            self._open()
+        except sqlite3.DatabaseError as err:
+            if not _is_corruption(err):
+                raise
+            self.recovered_from = self._move_aside()
+            self._open()
+        self._keeper = sqlite3.connect(self.path, check_same_thread=False)
+        self._keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+
+    def close(self) -> None:
+        self._keeper.close()
+
+    # ---- connection and schema ----
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if write:
+                # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlock (SQLITE_BUSY).
+                conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            if write:
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def _open(self) -> None:
+        with self._connect() as conn:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise CorruptDatabase("; ".join(problems[:3]))
+            conn.execute("PRAGMA journal_mode = WAL")
+        with self._connect(write=True) as conn:
+            # Read inside the write transaction so two processes never apply a migration twice.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, migrate in enumerate(MIGRATIONS[version:], start=version + 1):
+                migrate(conn)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}-{n}")
+        self.path.replace(target)
+        # A stale WAL would be replayed into the fresh database: move it (and the index) too.
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(DB_NAME + suffix)
+            if side.exists():
+                side.replace(target.with_name(target.name + suffix))
+        return target
+
+    @property
+    def schema_version(self) -> int:
+        with self._connect() as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # ---- conversations ----
+    def create_conversation(self, title: str = DEFAULT_TITLE) -> str:
+        cid, now = uuid.uuid4().hex, _now()
+        with self._connect(write=True) as conn:
+            conn.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                         (cid, clean_text(title), now, now))
+        return cid
+
+    def list_conversations(self) -> list[dict]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM conversations ORDER BY updated_at DESC, rowid DESC")
+            return [dict(r) for r in rows]
+
+    def get_conversation(self, conversation_id: str) -> dict | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            return dict(row) if row else None
+
+    def rename_conversation(self, conversation_id: str, title: str) -> None:
+        with self._connect(write=True) as conn:
+            conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                         (clean_text(title), _now(), conversation_id))
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        with self._connect(write=True) as conn:
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def conversation_messages(self, conversation_id: str) -> list[dict]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq",
+                                (conversation_id,))
+            return [_message_row(r) for r in rows]
+
+    # ---- messages ----
+    def add_message(self, conversation_id: str, role: str, content: str, *, state: str = "done",
+                    error: str | None = None, summary: str | None = None, metrics: Any = None,
+                    parent_id: str | None = None) -> str:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        if state not in MESSAGE_STATES:
+            raise ValueError(f"state must be one of {MESSAGE_STATES}, not {state!r}")
+        mid, now, content = uuid.uuid4().hex, _now(), clean_text(content)
+        with self._connect(write=True) as conn:
+            conv = conn.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if conv is None:
+                raise KeyError(f"no conversation {conversation_id!r}")
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
+                               (conversation_id,)).fetchone()[0]
+            conn.execute(
+                "INSERT INTO messages (id, conversation_id, parent_id, role, content, state, error,"
+                " summary, metrics_json, created_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (mid, conversation_id, parent_id, role, content, state, _clean(error), _clean(summary),
+                 _to_json(metrics), now, seq))
+            title = conv["title"]
+            if role == "user" and title == DEFAULT_TITLE and title_from(content):
+                title = title_from(content)
+            conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                         (title, now, conversation_id))
+        return mid
+
+    def update_message(self, message_id: str, *, content: str | None = None, state: str | None = None,
+                       error: str | None = None, summary: str | None = None, metrics: Any = None) -> None:
+        """Set the given fields; None leaves a field as it is."""
+        if state is not None and state not in MESSAGE_STATES:
+            raise ValueError(f"state must be one of {MESSAGE_STATES}, not {state!r}")
+        changes = {"content": _clean(content), "state": state, "error": _clean(error),
+                   "summary": _clean(summary), "metrics_json": _to_json(metrics)}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return
+        assignments = ", ".join(f"{k} = ?" for k in changes)
+        with self._connect(write=True) as conn:
+            row = conn.execute(f"UPDATE messages SET {assignments} WHERE id = ? RETURNING conversation_id",
+                               (*changes.values(), message_id)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), row[0]))
+
+    def get_message(self, message_id: str) -> dict | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            return _message_row(row) if row else None
+
+    # ---- runs ----
+    def record_run(self, **fields: Any) -> int:
+        """Insert one run row. Keys are RUN_COLUMNS; `extra` (any JSON-able value) may stand for extra_json."""
+        if "extra" in fields:
+            fields["extra_json"] = fields.pop("extra")
+        if not isinstance(fields.get("extra_json"), (str, type(None))):
+            fields["extra_json"] = _to_json(fields["extra_json"])
+        unknown = set(fields) - set(RUN_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        fields.setdefault("created_at", _now())
+        fields.setdefault("source", "chat")
+        fields["base_url"] = safe_base_url(fields.get("base_url"))
+        names = list(fields)
+        with self._connect(write=True) as conn:
+            cur = conn.execute(
+                f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                [_clean(fields[n]) for n in names])
+            return cur.lastrowid
+
+    def runs(self, limit: int | None = None, **filters: Any) -> list[dict]:
+        """Runs newest first; filters are column=value equality tests, e.g. runs(source="compare")."""
+        unknown = set(filters) - set(RUN_COLUMNS) - {"id"}
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        where = " AND ".join(f"{k} IS NULL" if v is None else f"{k} = ?" for k, v in filters.items())
+        sql = f"SELECT * FROM runs WHERE {where or '1 = 1'} ORDER BY id DESC"
+        params = [v for v in filters.values() if v is not None]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._connect() as conn:
+            return [_run_row(r) for r in conn.execute(sql, params)]
+
+
+def run_fields_from_generation(generation: Generation, *, source: str, conversation_id: str | None = None,
+                               message_id: str | None = None, local_token_count: int | None = None,
+                               local_token_source: str = metrics_mod.ESTIMATED) -> dict:
+    """The runs row for a finished generation (for Store.record_run)."""
+    g = generation
+    m = metrics_mod.compute(g, local_token_count=local_token_count, local_token_source=local_token_source)
+    endpoint = g.endpoint
+    fields = {
+        "source": source,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "provider": endpoint.provider if endpoint else None,
+        "base_url": safe_base_url(endpoint.base_url) if endpoint else None,
+        "model": endpoint.model if endpoint else None,
+        "mode": "stream" if g.request.stream else "non-stream",
+        "state": g.state,
+        "ttft_s": m.ttft.value,
+        "ttfb_s": m.ttfb.value,
+        "e2e_s": m.e2e.value,
+        "decode_tps": m.decode_tps.value,
+        "tpot_s": m.tpot.value,
+        "itl_p50_s": m.itl_p50.value,
+        "itl_p95_s": m.itl_p95.value,
+        "output_tokens": m.output_tokens.value,
+        "output_tokens_source": m.output_tokens.source,
+        "bytes": m.bytes.value,
+        "chunks": m.chunks,
+        "error_kind": g.error.kind if g.error else None,
+        "error": g.error.message if g.error else None,
+        "extra_json": _to_json({
+            "itl_max_s": m.itl_max.value,
+            "finish_reason": g.finish_reason,
+            "model_reported": g.model_reported,
+            "usage": g.usage,
+            "server_timings": g.timings,
+            "status": g.error.status if g.error else None,
+            "retry_after": g.error.retry_after if g.error else None,
+            "params": dataclasses.asdict(g.request.params),
+        }),
+    }
+    # Errors are redacted upstream; this is the last line of defence for the key itself.
+    key = endpoint.api_key if endpoint else ""
+    if key:
+        fields = {k: v.replace(key, "***") if isinstance(v, str) else v for k, v in fields.items()}
+    return fields
