@@ -1,18 +1,14 @@
 """Checks on what the user types, so odd input gets a message instead of a traceback."""
 from __future__ import annotations
 
+from .store import clean_text
+
 MAX_MESSAGE_CHARS = 100_000
-
-
-def sanitize_text(text: str) -> str:
-    """Drop NUL characters and replace lone surrogates: both break SQLite, JSON or HTTP."""
-    text = text.replace("\x00", "")
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def clean_user_message(text: str | None) -> tuple[str, str | None]:
     """Return (text to send, problem to tell the user or None). Empty text means: don't send."""
-    text = sanitize_text(text or "")
+    text = clean_text(text or "")
     if not text.strip():
         return "", "Type a message first."
     if len(text) > MAX_MESSAGE_CHARS:

@@ -1,0 +1,153 @@
+"""Page logic with Streamlit's AppTest, against the scripted server (no browser)."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from streamchat.store import Store
+from tests.scripted_server import Script, ScriptedServer
+
+PAGE_SCRIPT = __import__("pathlib").Path(__file__).parent / "apps" / "page.py"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ScriptedServer(Script(tokens=12, rate=0, token_text="w{i} ")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def app(server, tmp_path, monkeypatch):
+    server.reset()
+    server.set_script(Script(tokens=12, rate=0, token_text="w{i} "))
+    monkeypatch.chdir(tmp_path)   # no stray .env from the checkout
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-apptest-secret")
+    monkeypatch.setenv("OPENAI_MODEL", "scripted")
+    monkeypatch.setenv("STREAMCHAT_DATA_DIR", str(tmp_path / "data"))
+    at = AppTest.from_file(str(PAGE_SCRIPT),
+                           default_timeout=30)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def assistant_texts(at):
+    return [" ".join(md.value for md in m.markdown) for m in at.chat_message if m.name == "assistant"]
+
+
+def captions(at):
+    return [c.value for m in at.chat_message for c in m.caption]
+
+
+def test_empty_chat_offers_example_prompts_that_start_a_reply(app, server):
+    example = next(b for b in app.button if b.label.startswith("Count to 100"))
+    example.click().run()
+    assert not app.exception
+    assert server.requests[-1].body["messages"][-1]["content"].startswith("Count to 100")
+    assert assistant_texts(app)[-1].startswith("w0 w1")
+    assert any("12 tokens" in c for c in captions(app))
+
+
+def test_reply_streams_saves_and_shows_summary_and_metrics(app, server, tmp_path):
+    app.chat_input[0].set_value("hello").run()
+    assert not app.exception
+    assert "w11" in assistant_texts(app)[-1]
+    labels = {m.label: m.value for m in app.metric}
+    assert set(labels) >= {"TTFT", "Decode tok/s", "Output tokens", "E2E"}
+    assert labels["Output tokens"] == "12"
+    body = server.requests[-1].body
+    assert body["stream"] is True and body["model"] == "scripted"
+    assert body["messages"][0]["role"] == "system"
+    store = Store(tmp_path / "data")
+    conv = store.list_conversations()[0]
+    assert conv["title"] == "hello"
+    states = [(m["role"], m["state"]) for m in store.conversation_messages(conv["id"])]
+    assert states == [("user", "done"), ("assistant", "done")]
+    assert store.runs()[0]["output_tokens"] == 12
+
+
+def test_stream_toggle_off_sends_a_non_stream_request_and_ttft_equals_e2e(app, server):
+    app.toggle(key="opt_stream").set_value(False).run()
+    app.chat_input[0].set_value("whole please").run()
+    assert not app.exception
+    assert server.requests[-1].body.get("stream") in (False, None)
+    labels = {m.label: m.value for m in app.metric}
+    assert labels["TTFT"] == labels["E2E"]
+    assert "w11" in assistant_texts(app)[-1]
+
+
+def test_history_is_sent_and_reload_keeps_the_conversation(app, server, tmp_path):
+    app.chat_input[0].set_value("first").run()
+    app.chat_input[0].set_value("second").run()
+    sent = [m["content"] for m in server.requests[-1].body["messages"]]
+    assert sent[1:] == ["first", "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 ", "second"]
+    conv_id = app.query_params["c"][0] if isinstance(app.query_params["c"], list) else app.query_params["c"]
+    reloaded = AppTest.from_file(app._script_path, default_timeout=30)
+    reloaded.query_params["c"] = conv_id
+    reloaded.run()
+    users = [m.markdown[0].value for m in reloaded.chat_message if m.name == "user"]
+    assert users == ["first", "second"]
+
+
+def test_errors_keep_the_user_message_and_show_a_clear_message(app, server, tmp_path):
+    server.queue(Script(status=401))
+    app.chat_input[0].set_value("will fail").run()
+    assert not app.exception
+    errors = [e.value for m in app.chat_message for e in m.error]
+    assert any("API key" in e for e in errors)
+    assert all("sk-apptest-secret" not in e for e in errors)
+    users = [m.markdown[0].value for m in app.chat_message if m.name == "user"]
+    assert users == ["will fail"]
+    app.chat_input[0].set_value("works now").run()   # and the next request works
+    assert "w11" in assistant_texts(app)[-1]
+
+
+def test_partial_reply_kept_when_connection_drops(app, server):
+    server.queue(Script(tokens=12, rate=0, token_text="w{i} ", drop_after=4))
+    app.chat_input[0].set_value("drop").run()
+    assert assistant_texts(app)[-1].startswith("w0 w1 w2 w3")
+    assert any("partial reply is kept" in e.value for m in app.chat_message for e in m.error)
+
+
+def test_whitespace_message_is_not_sent(app, server):
+    before = len(server.requests)
+    app.chat_input[0].set_value("   \n ").run()
+    assert not app.exception
+    assert len(server.requests) == before
+
+
+def test_nul_characters_are_dropped(app, server):
+    app.chat_input[0].set_value("a\x00b c").run()
+    assert not app.exception
+    assert server.requests[-1].body["messages"][-1]["content"] == "ab c"
+
+
+def test_invalid_base_url_gets_a_message(app, server):
+    app.radio(key="opt_provider").set_value("remote").run()
+    app.text_input(key="opt_base_url").set_value("not a url").run()
+    assert not app.exception
+    assert any("not a valid base URL" in e.value for e in app.sidebar.error)
+    app.chat_input[0].set_value("hi").run()
+    assert not app.exception
+    assert any("not a valid base URL" in e.value for m in app.chat_message for e in m.error)
+
+
+def test_new_chat_switch_and_delete(app, server, tmp_path):
+    app.chat_input[0].set_value("one").run()
+    app.button(key="conv_new").click().run()
+    assert not [m for m in app.chat_message]
+    app.chat_input[0].set_value("two").run()
+    store = Store(tmp_path / "data")
+    titles = [c["title"] for c in store.list_conversations()]
+    assert titles == ["two", "one"]
+    one = store.list_conversations()[1]["id"]
+    app.button(key=f"conv_{one}").click().run()
+    assert [m.markdown[0].value for m in app.chat_message if m.name == "user"] == ["one"]
+    app.button(key="conv_delete").click().run()
+    assert [c["title"] for c in store.list_conversations()] == ["two"]
+
+
+def test_model_output_html_is_not_rendered_as_html(app, server):
+    server.queue(Script(text='<img src=x onerror="window.pwned=1"> hi'))
+    app.chat_input[0].set_value("xss").run()
+    md = [md for m in app.chat_message if m.name == "assistant" for md in m.markdown]
+    assert md and all(not md_el.proto.allow_html for md_el in md)
