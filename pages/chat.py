@@ -15,7 +15,8 @@ from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
 from streamchat.replies import history_for_request, start_reply
 
-FRAME_S = 1 / 15
+FRAME_S = 1 / 15   # render rate: frames, not tokens
+POLL_S = 0.01     # how often a pending click is noticed between frames
 EXAMPLES = [
     "Count to 100 with commas, no line breaks.",
     "Explain streaming vs non-streaming LLM replies in three short paragraphs.",
@@ -69,20 +70,26 @@ def show_live(reply) -> None:
                          help="Stop the reply: the connection is closed and the server stops generating.")
     panel = MetricsPanel(ctx.metrics_slot)
     shown_wait = None
+    next_frame = 0.0
     while True:
         finished = g.is_finished
-        live.render(g.text, growing=not finished)
-        wait_text = status_text(g, metrics.compute(g)) if not g.text and not finished else ""
-        if wait_text != shown_wait:
-            if wait_text:
-                waiting.caption(wait_text)
-            else:
-                waiting.empty()
-            shown_wait = wait_text
-        panel.update(g)
+        if finished or time.perf_counter() >= next_frame:
+            next_frame = time.perf_counter() + FRAME_S
+            live.render(g.text, growing=not finished)
+            wait_text = status_text(g, metrics.compute(g)) if not g.text and not finished else ""
+            if wait_text != shown_wait:
+                if wait_text:
+                    waiting.caption(wait_text)
+                else:
+                    waiting.empty()
+                shown_wait = wait_text
+            panel.update(g)
         if finished:
             break
-        time.sleep(FRAME_S)
+        time.sleep(POLL_S)
+        # Reading session state is a Streamlit yield point: a click (Stop) ends this run here at
+        # once, and its callback runs first thing in the next run, without a frame's worth of wait.
+        state.get("_yield_point")
     stop_slot.empty()
     reply.saved.wait(5)
     with outcome.container():
