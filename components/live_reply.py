@@ -18,7 +18,7 @@ class LiveReply:
         if new_blocks:
             # One element per frame for everything finished since the last frame.
             self._blocks.markdown("\n\n".join(new_blocks))
-        shown = tail + CURSOR if growing else tail
+        shown = tail + CURSOR if growing and text else tail
         if shown != self._shown_tail:
             if shown:
                 self._tail.markdown(shown)

@@ -18,7 +18,7 @@ SOURCE_TEXT = {
     "approximate": "Counted locally with an approximate tokenizer (cl100k_base).",
 }
 SPARK_POINTS = 30
-SPARK_EVERY_S = 1.0
+PANEL_EVERY_S = 0.25   # numbers refresh 4× a second; readable, and cheap on the websocket
 
 
 def _fmt_s(v: float | None) -> str:
@@ -67,7 +67,8 @@ class MetricsPanel:
                        "output_tokens": bottom[0].empty(), "e2e": bottom[1].empty()}
         self._details = container.empty()
         self._shown: dict[str, object] = {}
-        self._spark_at = 0.0
+        self._updated_at = 0.0
+        self._updated_state: str | None = None
 
     def _put(self, key: str, value: object, draw) -> None:
         if self._shown.get(key) != value:
@@ -75,6 +76,10 @@ class MetricsPanel:
             self._shown[key] = value
 
     def update(self, g: Generation, local_tokens: tuple[int, str] | None = None) -> None:
+        now = time.perf_counter()
+        if g.state == self._updated_state and now - self._updated_at < PANEL_EVERY_S:
+            return
+        self._updated_at, self._updated_state = now, g.state
         m = metrics.compute(g, local_token_count=local_tokens[0] if local_tokens else None,
                             local_token_source=local_tokens[1] if local_tokens else metrics.ESTIMATED)
         status = status_text(g, m)
@@ -87,15 +92,12 @@ class MetricsPanel:
         self._put("decode_tps", tps, lambda: self._slots["decode_tps"].metric(
             "Decode tok/s", tps, help=_help("decode_tps", m.decode_tps)))
 
-        now = time.perf_counter()
-        if g.is_finished or now - self._spark_at >= SPARK_EVERY_S:
-            self._spark_at = now
-            spark = tokens_over_time(g)
-            tokens = f"{m.output_tokens.value}" + ("" if m.output_tokens.source != metrics.ESTIMATED
-                                                   or g.is_finished else " ~")
-            self._put("output_tokens", (tokens, spark), lambda: self._slots["output_tokens"].metric(
-                "Output tokens", tokens, help=_help("output_tokens", m.output_tokens),
-                chart_data=spark or None, chart_type="area"))
+        spark = tokens_over_time(g)
+        tokens = f"{m.output_tokens.value}" + ("" if m.output_tokens.source != metrics.ESTIMATED
+                                               or g.is_finished else " ~")
+        self._put("output_tokens", (tokens, spark), lambda: self._slots["output_tokens"].metric(
+            "Output tokens", tokens, help=_help("output_tokens", m.output_tokens),
+            chart_data=spark or None, chart_type="area"))
 
         if g.is_finished:
             e2e = _fmt_s(m.e2e.value)

@@ -1,0 +1,122 @@
+"""The chat page in a real Chromium against `streamlit run` and the scripted model server."""
+import re
+import time
+
+import pytest
+
+from tests.browser import (LIVE_REPLY, TextWatch, app_env, app_page, chromium, click_stop,
+                           have_chromium, scripted_server_process, send_prompt, stop_button,
+                           streamlit_app, wait_for_text, wait_idle)
+
+pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
+              pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    data = tmp_path_factory.mktemp("e2e-data")
+    with scripted_server_process(tokens=20, rate=0) as srv, \
+            streamlit_app("app.py", app_env(srv, data)) as url, chromium() as browser:
+        yield srv, url, browser
+
+
+@pytest.fixture
+def page(stack):
+    srv, url, browser = stack
+    srv.reset()
+    with app_page(browser, url) as page:
+        yield page
+
+
+def metric_value(page, label):
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def test_text_grows_over_several_frames_and_metrics_update_while_streaming(stack, page):
+    srv = stack[0]
+    srv.queue({"ttft": 0.2, "tokens": 120, "rate": 40, "token_text": "w{i} ", "paragraph_every": 30})
+    watch = TextWatch(page, markers=["w20", "w119"])
+    send_prompt(page, "grow please")
+    watch.wait_for_marker("w20", timeout=15)
+    # While streaming: the sidebar already shows measured numbers.
+    assert stop_button(page).count() == 1
+    assert re.fullmatch(r"\d+ ms", metric_value(page, "TTFT"))
+    assert int(metric_value(page, "Output tokens").split()[0]) > 0
+    assert metric_value(page, "Decode tok/s") != "—"
+    watch.wait_for_marker("w119", timeout=15)
+    wait_idle(page)
+    lengths = [n for n in watch.read().lengths() if n > 0]
+    assert len(set(lengths)) >= 10, lengths            # many frames, not one final paint
+    assert lengths == sorted(lengths)[: len(lengths)] or max(lengths) >= lengths[0]
+    wait_for_text(page, "120 tokens")                   # the one-line summary under the reply
+
+
+@pytest.mark.parametrize("phase", ["streaming", "prefill"])
+def test_stop_reaches_the_server_within_250ms_and_keeps_the_partial_reply(stack, page, phase):
+    srv = stack[0]
+    script = ({"ttft": 0, "tokens": 5000, "rate": 50, "token_text": "s{i} "} if phase == "streaming"
+              else {"ttft": 60, "prefill_silent": True})
+    srv.queue(script)
+    watch = TextWatch(page, markers=["s10"])
+    send_prompt(page, f"stop me during {phase}")
+    if phase == "streaming":
+        watch.wait_for_marker("s10", timeout=15)
+    else:
+        srv.wait_for_request(1, timeout=15)
+        wait_for_text(page, "waiting for first token", timeout=10)
+    click_stop(page)
+    record = srv.wait_for_end(timeout=5)
+    clicked = watch.read().last_click("Stop")
+    assert record["t_disconnected"] is not None, record["outcome"]
+    assert record["t_disconnected"] - clicked < 0.25
+    wait_idle(page)
+    wait_for_text(page, "stopped")
+    if phase == "streaming":
+        wait_for_text(page, "s10")                       # partial text kept
+    # The chat input is usable at once: the next prompt gets a reply.
+    srv.queue({"tokens": 3, "rate": 0, "token_text": "next{i} "})
+    send_prompt(page, "and now?")
+    wait_for_text(page, "next2", timeout=15)
+
+
+def test_stream_toggle_off_gives_a_whole_reply(stack, page):
+    srv = stack[0]
+    srv.queue({"ttft": 0.3, "tokens": 60, "rate": 100, "token_text": "n{i} "})
+    page.get_by_text("Stream", exact=True).click()       # the toggle's label
+    wait_idle(page)
+    watch = TextWatch(page, markers=["n59"])
+    send_prompt(page, "whole please")
+    watch.wait_for_marker("n59", timeout=15)
+    wait_idle(page)
+    lengths = [n for n in watch.read().lengths() if n > 0]
+    assert len(set(lengths)) == 1, lengths               # appeared at once, never grew
+    assert srv.requests()[-1]["stream"] is False
+    assert metric_value(page, "TTFT") == metric_value(page, "E2E")
+
+
+def test_reload_keeps_history(stack, page):
+    srv = stack[0]
+    srv.queue({"tokens": 5, "rate": 0, "token_text": "kept{i} "})
+    send_prompt(page, "remember me")
+    wait_for_text(page, "kept4", timeout=15)
+    wait_idle(page)
+    assert "c=" in page.url
+    page.reload()
+    wait_for_text(page, "remember me", timeout=20)
+    wait_for_text(page, "kept4", timeout=20)
+
+
+def test_html_in_model_output_is_not_executed(stack, page):
+    srv = stack[0]
+    payloads = ('<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
+                '<svg onload="window.__xss=3"></svg> [x](javascript:window.__xss=4) done')
+    srv.queue({"text": payloads, "rate": 0})
+    send_prompt(page, "xss")
+    wait_for_text(page, "done", timeout=15)
+    wait_idle(page)
+    for link in page.locator('[data-testid="stChatMessage"] a').all():
+        link.click(timeout=2000, no_wait_after=True)
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
+    assert page.locator('[data-testid="stChatMessage"] img[src="x"]').count() == 0
