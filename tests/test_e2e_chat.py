@@ -13,10 +13,14 @@ pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chr
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    data = tmp_path_factory.mktemp("e2e-data")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e-data")
+
+
+@pytest.fixture(scope="module")
+def stack(data_dir):
     with scripted_server_process(tokens=20, rate=0) as srv, \
-            streamlit_app("app.py", app_env(srv, data)) as url, chromium() as browser:
+            streamlit_app("app.py", app_env(srv, data_dir)) as url, chromium() as browser:
         yield srv, url, browser
 
 
@@ -120,3 +124,39 @@ def test_html_in_model_output_is_not_executed(stack, page):
     page.wait_for_timeout(300)
     assert page.evaluate("window.__xss") is None
     assert page.locator('[data-testid="stChatMessage"] img[src="x"]').count() == 0
+
+
+def test_reply_keeps_streaming_while_the_user_clicks_other_widgets(stack, page):
+    srv = stack[0]
+    srv.queue({"tokens": 80, "rate": 40, "token_text": "k{i} "})
+    watch = TextWatch(page, markers=["k5", "k79"])
+    send_prompt(page, "keep going")
+    watch.wait_for_marker("k5", timeout=15)
+    page.get_by_text("Settings", exact=True).click()           # re-runs the script
+    page.get_by_text("Advanced: timeouts", exact=True).click()
+    watch.wait_for_marker("k79", timeout=15)
+    wait_idle(page)
+    assert srv.requests()[-1]["outcome"] == "completed"
+    wait_for_text(page, "80 tokens")
+
+
+def test_reply_streaming_when_the_tab_closes_is_finished_and_saved(stack, data_dir):
+    from streamchat.store import Store
+
+    srv, url, browser = stack
+    srv.reset()
+    srv.queue({"tokens": 60, "rate": 40, "token_text": "z{i} "})
+    with app_page(browser, url) as page:
+        watch = TextWatch(page, markers=["z3"])
+        send_prompt(page, "closing the tab now")
+        watch.wait_for_marker("z3", timeout=15)
+    # The tab is gone; the reply goes on in the runner and lands in the store.
+    store = Store(data_dir)
+    deadline = time.perf_counter() + 15
+    while time.perf_counter() < deadline:
+        conv = next(c for c in store.list_conversations() if c["title"] == "closing the tab now")
+        reply = store.conversation_messages(conv["id"])[-1]
+        if reply["state"] != "streaming":
+            break
+        time.sleep(0.05)
+    assert reply["state"] == "done" and reply["content"].endswith("z59 ")
