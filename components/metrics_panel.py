@@ -18,7 +18,8 @@ SOURCE_TEXT = {
     "approximate": "Counted locally with an approximate tokenizer (cl100k_base).",
 }
 SPARK_POINTS = 30
-PANEL_EVERY_S = 0.25   # numbers refresh 4× a second; readable, and cheap on the websocket
+PANEL_EVERY_S = 0.5   # numbers refresh twice a second: readable, and cheap on the websocket
+# (each st.metric update re-sends its label and help text: ~300 bytes)
 
 
 def _fmt_s(v: float | None) -> str:

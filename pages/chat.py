@@ -70,12 +70,15 @@ def show_live(reply) -> None:
                          help="Stop the reply: the connection is closed and the server stops generating.")
     panel = MetricsPanel(ctx.metrics_slot)
     shown_wait = None
+    shown_text = False
     next_frame = 0.0
     while True:
         finished = g.is_finished
-        if finished or time.perf_counter() >= next_frame:
+        # The first text goes out at once, not at the next frame: that is the visible TTFT.
+        if finished or (g.text and not shown_text) or time.perf_counter() >= next_frame:
             next_frame = time.perf_counter() + FRAME_S
             live.render(g.text, growing=not finished)
+            shown_text = bool(g.text)
             wait_text = status_text(g, metrics.compute(g)) if not g.text and not finished else ""
             if wait_text != shown_wait:
                 if wait_text:
