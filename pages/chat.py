@@ -95,9 +95,10 @@ def show_live(reply) -> None:
         state.get("_yield_point")
     stop_slot.empty()
     reply.saved.wait(5)
+    saved = store.get_message(reply.message_id) or {}
     with outcome.container():
         render_outcome(g.state, g.error.message if g.error else None,
-                       metrics.summary_line(metrics.compute(g)))
+                       saved.get("summary") or metrics.summary_line(metrics.compute(g)))
     state.last_generation = g
     replies.pop(reply.conversation_id, None)
 

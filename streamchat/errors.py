@@ -17,6 +17,10 @@ _CONTEXT_PATTERN = re.compile(
     re.IGNORECASE)
 
 
+class UserFacingError(Exception):
+    """A failure whose message is already written for the user (bad model file, bad setting)."""
+
+
 class FirstTokenTimeout(Exception):
     pass
 
@@ -68,6 +72,8 @@ def classify(exc: BaseException, *, base_url: str = "", model: str = "",
 
 def _classify(exc: BaseException, *, base_url: str, model: str, had_content: bool) -> ErrorInfo:
     kept = " The partial reply is kept." if had_content else ""
+    if isinstance(exc, UserFacingError):
+        return ErrorInfo("setup", str(exc))
     if isinstance(exc, FirstTokenTimeout):
         return ErrorInfo("first_token_timeout",
                          f"No reply started within {exc.args[0]:g} s. The server may be overloaded "

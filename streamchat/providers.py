@@ -11,7 +11,7 @@ from .config import LOCAL, REMOTE
 from .generation import Endpoint
 
 
-class ProviderError(Exception):
+class ProviderError(errors.UserFacingError):
     """A configuration or connection problem, with a message fit for the user."""
 
 

@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import metrics
+from .config import LOCAL
 from .generation import Generation, GenerationRequest
 from .runner import EndpointSource, Runner
 from .store import run_fields_from_generation
+from .tokens import TokenCount, count_text_tokens
 
 log = logging.getLogger(__name__)
 _savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamchat-save")
@@ -40,15 +42,30 @@ class ActiveReply:
     saved: threading.Event = field(default_factory=threading.Event)
 
 
+def local_token_count(g: Generation) -> TokenCount | None:
+    """Count output tokens ourselves when the server did not report usage."""
+    if (g.usage or {}).get("completion_tokens") is not None or not g.text or g.endpoint is None:
+        return None
+    tokenize = None
+    if g.endpoint.provider == LOCAL:
+        from .local_server import get_shared_server
+        tokenize = get_shared_server().tokenize
+    return count_text_tokens(g.text, g.endpoint.model, tokenize=tokenize)
+
+
 def save_generation(store, reply: ActiveReply) -> None:
     g = reply.generation
     try:
-        m = metrics.compute(g)
+        counted = local_token_count(g)
+        count_args = ({"local_token_count": counted.n, "local_token_source": counted.source}
+                      if counted else {})
+        m = metrics.compute(g, **count_args)
         store.update_message(reply.message_id, content=g.text, state=g.state,
                              error=g.error.message if g.error else None,
                              summary=metrics.summary_line(m), metrics=metrics_dict(m))
         store.record_run(**run_fields_from_generation(
-            g, source="chat", conversation_id=reply.conversation_id, message_id=reply.message_id))
+            g, source="chat", conversation_id=reply.conversation_id, message_id=reply.message_id,
+            **count_args))
     except Exception:
         log.exception("could not save reply %s", reply.message_id)
     finally:

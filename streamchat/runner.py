@@ -18,6 +18,7 @@ import httpx2
 import openai
 
 from . import errors
+from .config import LOCAL
 from .generation import (DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation,
                          GenerationRequest)
 from .wire import CountingTransport, current_listener
@@ -113,8 +114,11 @@ class Runner:
         key = (endpoint.base_url, endpoint.api_key, connect_timeout)
         client = self._clients.get(key)
         if client is None:
+            # The embedded server is on 127.0.0.1: never route it through an HTTP(S)_PROXY.
+            local = endpoint.provider == LOCAL
             http_client = httpx2.AsyncClient(
-                transport=CountingTransport(httpx2.AsyncHTTPTransport()),
+                transport=CountingTransport(httpx2.AsyncHTTPTransport(trust_env=not local)),
+                trust_env=not local,
                 # Read/total time limits are enforced per phase by the runner (first token, idle).
                 timeout=httpx2.Timeout(connect=connect_timeout, read=None, write=30.0, pool=30.0),
                 follow_redirects=True,

@@ -3,6 +3,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from streamchat.store import Store
+from streamchat.tokens import count_text_tokens
 from tests.scripted_server import Script, ScriptedServer
 
 PAGE_SCRIPT = __import__("pathlib").Path(__file__).parent / "apps" / "page.py"
@@ -151,3 +152,12 @@ def test_model_output_html_is_not_rendered_as_html(app, server):
     app.chat_input[0].set_value("xss").run()
     md = [md for m in app.chat_message if m.name == "assistant" for md in m.markdown]
     assert md and all(not md_el.proto.allow_html for md_el in md)
+
+
+def test_without_server_usage_tokens_are_counted_locally_and_labelled(app, server, tmp_path):
+    server.queue(Script(tokens=12, rate=0, token_text="w{i} ", send_usage=False))
+    app.chat_input[0].set_value("count yourself").run()
+    run = Store(tmp_path / "data").runs()[0]
+    assert run["output_tokens_source"] == "approximate"   # tiktoken cl100k for an unknown model
+    expected = count_text_tokens("".join(f"w{i} " for i in range(12)), "scripted").n
+    assert run["output_tokens"] == expected != 12         # counted, not the chunk estimate
