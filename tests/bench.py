@@ -1,0 +1,399 @@
+"""`make bench`: StreamChat (app.py) against Streamlit's chat tutorial (tests/bench_baseline_app.py).
+
+Both apps run side by side against one scripted model server and are driven by headless Chromium,
+one fresh browser context per scenario. Times are perf_counter seconds on one machine: the
+server's send/disconnect timestamps versus the browser's DOM-commit and click timestamps (see
+tests/browser.py). Prints a table with app/baseline ratios and PASS/FAIL against the targets,
+writes bench-results/bench.json, and exits 0 whatever the outcome (it is a report).
+
+    python -m tests.bench [--runs 3] [--stop-runs 3] [--only app|baseline] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Callable
+
+from tests.browser import (ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, click_stop,
+                           forward_msg_breakdown, have_chromium, scripted_server_process, send_prompt, stop_button,
+                           streamlit_app, wait_idle)
+
+APPS = {"app": ROOT / "app.py", "baseline": ROOT / "tests" / "bench_baseline_app.py"}
+PROMPT = "Go"
+TOKEN_TEXT = "w{i} "   # distinct words, so "w<last index>" marks the last token exactly
+
+
+def script(**fields: Any) -> dict:
+    return {"token_text": TOKEN_TEXT, **fields}
+
+
+WARMUP_SCRIPT = script(ttft=0.05, tokens=20, rate=1000)
+LAG_SCRIPT = script(ttft=0.3, tokens=200, rate=100)
+BYTES_SCRIPTS = {
+    "a": ("2000 tok @1000/s, para/40", script(ttft=0.2, tokens=2000, rate=1000, paragraph_every=40)),
+    "b": ("1000 tok @50/s, para/40", script(ttft=0.2, tokens=1000, rate=50, paragraph_every=40)),
+    "c": ("2000 tok @1000/s, 1 para", script(ttft=0.2, tokens=2000, rate=1000)),
+}
+# At 1000 tok/s Streamlit coalesces most updates, by timing luck, so those figures vary run to run.
+BYTES_RUNS = {"a": 3, "b": 1, "c": 3}
+# Prefill: the app gets the 30 s silent prefill of the spec; the baseline a short generation,
+# so that "never" (the server finished without seeing a disconnect) is reached within the bench.
+STOP_PREFILL = {"app": script(ttft=30, prefill_silent=True, tokens=50, rate=50),
+                "baseline": script(ttft=4, prefill_silent=True, tokens=50, rate=50)}
+STOP_PREFILL_CLICK_AFTER = 1.0      # s after the server received the request
+STOP_STREAM = script(ttft=0.2, tokens=300, rate=50)
+STOP_STREAM_CLICK_AT = 20           # click once token w20 is visible
+STOP_WAIT_MAX = 6.0                 # s after the click, at most
+
+LAG_TARGET_S = 0.150
+STOP_TARGET_S = 0.250
+BYTES_TARGET_RATIO = {"a": 1 / 20, "b": 1 / 20, "c": 1 / 5}
+
+
+def generation_seconds(spec: dict) -> float:
+    return spec.get("ttft", 0) + spec["tokens"] / spec["rate"]
+
+
+def markers(spec: dict) -> tuple[str, str]:
+    return "w0", f"w{spec['tokens'] - 1}"
+
+
+# ---------------------------------------------------------------- one measurement each
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def measure_reply(browser, url: str, srv, spec: dict) -> dict:
+    """Send one prompt, wait for the last token and for the app to be idle; timings and bytes."""
+    first, last = markers(spec)
+    srv.reset()
+    srv.queue(spec)
+    with app_page(browser, url) as page:
+        meter = WebSocketMeter(page, markers=[first, last], keep_payloads=True)
+        watch = TextWatch(page, [first, last])
+        meter.reset()
+        t_send = send_prompt(page, PROMPT)
+        watch.wait_for_marker(last, timeout=generation_seconds(spec) * 4 + 30)
+        fully_idle = wait_idle(page, timeout=60)
+        n_bytes, frames, frame_times = meter.bytes_received, list(meter.frames), dict(meter.marker_times)
+        breakdown = forward_msg_breakdown(meter.payloads)
+        seen = watch.read()
+        rec = srv.wait_for_end(timeout=10)
+        n_requests = len(srv.requests())
+    tokens = rec["tokens_sent"]
+    return {
+        "server_ttft_s": rec["t_first_content_sent"] - rec["t_received"],
+        "send_to_server_s": rec["t_received"] - t_send,
+        "visible_ttft_minus_server_s": seen.marks[first] - rec["t_first_content_sent"],
+        "last_token_lag_s": seen.marks[last] - rec["t_last_content_sent"],
+        # where the lag goes: server send -> websocket frame with the token -> DOM
+        "last_token_server_to_frame_s": _minus(frame_times.get(last), rec["t_last_content_sent"]),
+        "last_token_frame_to_dom_s": _minus(seen.marks[last], frame_times.get(last)),
+        "tokens": tokens,
+        "ws_bytes": n_bytes,
+        "ws_frames": len(frames),
+        "bytes_per_token": n_bytes / tokens,
+        "frames_per_token": len(frames) / tokens,
+        "largest_frame": max((n for _, n in frames), default=0),
+        "text_updates": len(seen.samples),
+        "idle_without_running_indicator": fully_idle,
+        "chat_requests": n_requests,
+        "bytes_by_kind": breakdown[:12],
+    }
+
+
+def measure_stop(browser, url: str, srv, spec: dict, phase: str) -> dict:
+    """Click Stop during prefill or streaming; the server's disconnect time minus the click time.
+    Waits for the disconnect until the generation would have ended (+1.5 s), at most STOP_WAIT_MAX."""
+    watch_marker = f"w{STOP_STREAM_CLICK_AT}"
+    srv.reset()
+    srv.queue(spec)
+    with app_page(browser, url) as page:
+        meter = WebSocketMeter(page)
+        watch = TextWatch(page, [watch_marker])
+        send_prompt(page, PROMPT)
+        rec = srv.wait_for_request(1, timeout=10)
+        stop_button(page).first.wait_for(state="visible", timeout=10_000)
+        if phase == "prefill":
+            time.sleep(max(0.0, rec["t_received"] + STOP_PREFILL_CLICK_AFTER - time.perf_counter()))
+        else:
+            watch.wait_for_marker(watch_marker, timeout=generation_seconds(spec))
+        t_click_py = click_stop(page)
+        deadline = min(rec["t_received"] + generation_seconds(spec) + 1.5, t_click_py + STOP_WAIT_MAX)
+        end = None
+        while end is None and time.perf_counter() < deadline:
+            time.sleep(0.01)
+            end = next((r for r in srv.requests() if r["id"] == rec["id"] and r["t_end"]), None)
+        t_click_browser = watch.read().last_click("Stop")
+        t_click = t_click_browser or t_click_py
+        t_backmsg = meter.first_sent_after(t_click)
+    result = {"phase": phase, "script": spec, "click_time_from": "browser" if t_click_browser else "python",
+              "click_after_request_s": t_click - rec["t_received"]}
+    if end and end["t_disconnected"] is not None:
+        result.update(outcome="disconnected", stop_latency_s=end["t_disconnected"] - t_click,
+                      tokens_sent=end["tokens_sent"], click_to_backmsg_s=_minus(t_backmsg, t_click),
+                      backmsg_to_disconnect_s=_minus(end["t_disconnected"], t_backmsg))
+    elif end:
+        result.update(outcome="never", detail=f"server finished the generation ({end['outcome']})",
+                      stop_latency_s=None, tokens_sent=end["tokens_sent"])
+    else:
+        result.update(outcome="never", detail=f"no disconnect within {deadline - t_click:.1f} s of the click",
+                      stop_latency_s=None)
+    return result
+
+
+# ---------------------------------------------------------------- the run
+
+def guarded(fn: Callable[[], dict]) -> dict:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - a failed scenario is a row in the report
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return {"error": f"{type(exc).__name__}: {first_line}"[:300], "traceback": traceback.format_exc(limit=4)}
+
+
+def run(runs: int, stop_runs: int, only: list[str]) -> dict:
+    results: dict[str, Any] = {"apps": {}, "started": {}}
+    with contextlib.ExitStack() as stack:
+        srv = stack.enter_context(scripted_server_process(max_lifetime=900))
+        browser = stack.enter_context(chromium())
+        urls = {}
+        for name in only:
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-"))
+            log = Path(data_dir) / "streamlit.log"
+            try:
+                urls[name] = stack.enter_context(streamlit_app(APPS[name], app_env(srv, data_dir), log_path=log))
+                results["started"][name] = True
+            except Exception as exc:  # noqa: BLE001
+                results["started"][name] = f"{type(exc).__name__}: {exc}"[:2000]
+            results["apps"][name] = {"warmup": None, "lag_runs": [],
+                                     "bytes": {key: [] for key in BYTES_SCRIPTS},
+                                     "stop": {"prefill": [], "stream": []}}
+
+        def each_app(label: str, measure: Callable[[str, str], dict], store: Callable[[dict, dict], None]) -> None:
+            for name in only:
+                t0 = time.perf_counter()
+                out = guarded(lambda: measure(name, urls[name])) if name in urls else {"error": "app did not start"}
+                store(results["apps"][name], out)
+                print(f"  {label:<30} {name:<9} {time.perf_counter() - t0:5.1f} s  {out.get('error') or 'ok'}",
+                      flush=True)
+
+        # The first reply of a fresh server process pays for lazy imports; keep it out of the figures.
+        each_app("warm-up", lambda n, u: measure_reply(browser, u, srv, WARMUP_SCRIPT),
+                 lambda app, out: app.__setitem__("warmup", out))
+        for i in range(runs):
+            each_app(f"lag {i + 1}/{runs}", lambda n, u: measure_reply(browser, u, srv, LAG_SCRIPT),
+                     lambda app, out: app["lag_runs"].append(out))
+        for key, (label, spec) in BYTES_SCRIPTS.items():
+            n = BYTES_RUNS[key]
+            for i in range(n):
+                each_app(f"bytes ({key}) {i + 1}/{n} {label}", lambda n, u, spec=spec: measure_reply(browser, u, srv, spec),
+                         lambda app, out, key=key: app["bytes"][key].append(out))
+        for i in range(stop_runs):
+            each_app(f"stop in prefill {i + 1}/{stop_runs}",
+                     lambda n, u: measure_stop(browser, u, srv, STOP_PREFILL[n], "prefill"),
+                     lambda app, out: app["stop"]["prefill"].append(out))
+            each_app(f"stop in streaming {i + 1}/{stop_runs}",
+                     lambda n, u: measure_stop(browser, u, srv, STOP_STREAM, "stream"),
+                     lambda app, out: app["stop"]["stream"].append(out))
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+def p50(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def stop_figure(runs: list[dict], pick: Callable[[list[float]], float]) -> float | str | None:
+    """Median or max Stop latency over runs; a run without disconnect counts as infinitely late."""
+    done = [r for r in runs if "error" not in r]
+    if not done:
+        return runs[0]["error"] if runs else None
+    value = pick([r["stop_latency_s"] if r["outcome"] == "disconnected" else math.inf for r in done])
+    return "never" if value == math.inf else value
+
+
+def figures(app: dict) -> dict[str, Any]:
+    ok_runs = [r for r in app["lag_runs"] if "error" not in r]
+    fig: dict[str, Any] = {
+        "visible_ttft_minus_server_p50_s": p50([r["visible_ttft_minus_server_s"] for r in ok_runs]),
+        "last_token_lag_p50_s": p50([r["last_token_lag_s"] for r in ok_runs]),
+    }
+    for key, runs in app["bytes"].items():
+        ok = [r for r in runs if "error" not in r]
+        fig[f"bytes_per_token_{key}"] = p50([r["bytes_per_token"] for r in ok]) if ok else (runs or [{}])[0].get("error")
+        fig[f"frames_per_token_{key}"] = p50([r["frames_per_token"] for r in ok])
+    for phase, runs in app["stop"].items():
+        fig[f"stop_{phase}_p50_s"] = stop_figure(runs, statistics.median)
+        fig[f"stop_{phase}_max_s"] = stop_figure(runs, max)
+    return fig
+
+
+def fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value[:10]
+    if unit == "ms":
+        return f"{value * 1000:.0f} ms"
+    if unit == "B":
+        return f"{value:,.0f} B"
+    return f"{value:.2f}"
+
+
+def report(results: dict) -> tuple[list[dict], str]:
+    fig = {name: figures(data) for name, data in results["apps"].items()}
+    app, base = fig.get("app"), fig.get("baseline", {})
+    rows: list[dict] = []
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def row(label: str, key: str, unit: str, target: str = "",
+            check: Callable[[float, Any], bool] | None = None) -> None:
+        a, b = (app or {}).get(key), base.get(key)
+        verdict = ""
+        if check is not None:
+            verdict = "n/a" if app is None else ("PASS" if number(a) and check(a, b) else "FAIL")
+        rows.append({"figure": label, "key": key, "app": a, "baseline": b,
+                     "ratio": a / b if number(a) and number(b) and b else None, "target": target,
+                     "verdict": verdict, "app_shown": fmt(a, unit), "baseline_shown": fmt(b, unit)})
+
+    row("visible TTFT - server TTFT (p50)", "visible_ttft_minus_server_p50_s", "ms")
+    row("last-token lag (p50)", "last_token_lag_p50_s", "ms", f"<= {LAG_TARGET_S * 1000:.0f} ms",
+        lambda a, b: a <= LAG_TARGET_S)
+    for key, (label, _) in BYTES_SCRIPTS.items():
+        ratio = BYTES_TARGET_RATIO[key]
+        row(f"bytes/tok ({key}) {label}", f"bytes_per_token_{key}", "B", f"<= 1/{1 / ratio:.0f} of baseline",
+            lambda a, b, ratio=ratio: number(b) and a <= b * ratio)
+    for key in BYTES_SCRIPTS:
+        row(f"ws frames/tok ({key})", f"frames_per_token_{key}", "")
+    for phase in ("prefill", "stream"):
+        row(f"Stop -> disconnect, {phase} (p50)", f"stop_{phase}_p50_s", "ms")
+        row(f"Stop -> disconnect, {phase} (max)", f"stop_{phase}_max_s", "ms", f"<= {STOP_TARGET_S * 1000:.0f} ms",
+            lambda a, b: a <= STOP_TARGET_S)
+    checked = [r for r in rows if r["verdict"] in ("PASS", "FAIL")]
+    failed = [r["figure"] for r in checked if r["verdict"] == "FAIL"]
+    if app is None:
+        summary = "BENCH SUMMARY: app not measured (baseline only)"
+    else:
+        summary = (f"BENCH SUMMARY: {len(checked) - len(failed)}/{len(checked)} targets met"
+                   + (f"; FAILED: {'; '.join(failed)}" if failed else ""))
+    return rows, summary
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'figure':<40} {'app':>10} {'baseline':>10} {'app/base':>9}  {'target':<20} "
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
+        print(f"{r['figure']:<40} {r['app_shown']:>10} {r['baseline_shown']:>10} {ratio:>9}  "
+              f"{r['target']:<20} {r['verdict']}")
+
+
+def notes(results: dict) -> list[str]:
+    out = [f"lag/TTFT: {LAG_SCRIPT['tokens']} tok @{LAG_SCRIPT['rate']}/s, ttft {LAG_SCRIPT['ttft']} s; "
+           "bytes = websocket payload bytes received by the browser, prompt sent -> app idle"]
+    for name, data in results["apps"].items():
+        ok = [r for r in data["lag_runs"] if r.get("last_token_server_to_frame_s") is not None]
+        if ok:
+            to_frame = p50([r["last_token_server_to_frame_s"] for r in ok])
+            to_dom = p50([r["last_token_frame_to_dom_s"] for r in ok])
+            out.append(f"{name} last-token lag split (p50): server send -> websocket frame {to_frame * 1000:.0f} ms, "
+                       f"frame -> DOM {to_dom * 1000:.0f} ms")
+        for key, runs in data["bytes"].items():
+            ok = [r for r in runs if "error" not in r]
+            if ok and ok[-1].get("bytes_by_kind"):
+                top = ", ".join(f"{k['kind']} {k['bytes'] / ok[-1]['tokens']:.0f} B/tok ({k['messages']} msgs)"
+                                for k in ok[-1]["bytes_by_kind"][:4])
+                out.append(f"{name} ({key}) biggest senders: {top}")
+        spread = [f"({key}) " + "/".join(f"{r['bytes_per_token']:.0f}" for r in runs if "error" not in r)
+                  for key, runs in data["bytes"].items() if len(runs) > 1]
+        if spread:
+            out.append(f"{name} bytes/tok of each run: " + ", ".join(spread))
+        for phase, runs in data["stop"].items():
+            shown = []
+            for r in runs:
+                if r.get("outcome") == "disconnected":
+                    split = ""
+                    if r.get("click_to_backmsg_s") is not None:
+                        split = (f" = click->BackMsg {r['click_to_backmsg_s'] * 1000:.0f}"
+                                 f" + BackMsg->disconnect {r['backmsg_to_disconnect_s'] * 1000:.0f}")
+                    shown.append(f"{r['stop_latency_s'] * 1000:.0f} ms{split} ({r['tokens_sent']} tok sent)")
+                elif r.get("outcome") == "never":
+                    shown.append(f"never: {r['detail']}")
+                else:
+                    shown.append(f"error: {r.get('error')}")
+            if runs and "script" in runs[0]:
+                script_shown = ",".join(f"{k}={v}" for k, v in runs[0]["script"].items() if k != "token_text")
+                out.append(f"{name} Stop in {phase} [{script_shown}]: " + "; ".join(shown))
+        for r in data["lag_runs"] + [r for runs in data["bytes"].values() for r in runs]:
+            if r.get("chat_requests", 1) != 1:
+                out.append(f"{name}: {r['chat_requests']} chat requests for one prompt (expected 1)")
+            if r.get("idle_without_running_indicator") is False:
+                out.append(f"{name}: Streamlit still showed 'Running...' 5 s after the Stop button went away")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs of the 200-token reply for TTFT / lag p50")
+    parser.add_argument("--stop-runs", type=int, default=3, help="runs of each Stop scenario")
+    parser.add_argument("--only", choices=list(APPS), action="append", help="measure only this app")
+    parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench.json"))
+    args = parser.parse_args(argv)
+    if not have_chromium():
+        print("BENCH SUMMARY: skipped, /usr/bin/chromium is missing (make chromium)")
+        return 0
+    only = args.only or list(APPS)
+    t0 = time.perf_counter()
+    print(f"bench: {', '.join(only)} against the scripted server, headless Chromium", flush=True)
+    try:
+        results = run(max(1, args.runs), max(1, args.stop_runs), only)
+    except Exception:  # noqa: BLE001 - still a report, still exit 0
+        traceback.print_exc()
+        print("\nBENCH SUMMARY: the bench itself failed (see the traceback above)")
+        return 0
+    rows, summary = report(results)
+    for name, started in results["started"].items():
+        if started is not True:
+            print(f"\n{name} did not start:\n{started}")
+    print()
+    print_table(rows)
+    print()
+    for line in notes(results):
+        print(f"  {line}")
+    for name, data in results["apps"].items():
+        for group in ([data["warmup"] or {}], data["lag_runs"], *data["bytes"].values(), *data["stop"].values()):
+            for r in group:
+                if "error" in r:
+                    print(f"\n{name}: {r['error']}\n{r.get('traceback', '')}")
+    elapsed = time.perf_counter() - t0
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "summary": summary, "elapsed_s": elapsed, "rows": rows, "results": results,
+        "targets": {"last_token_lag_p50_s": LAG_TARGET_S, "stop_s": STOP_TARGET_S,
+                    "bytes_per_token_ratio": BYTES_TARGET_RATIO},
+        "environment": {"python": platform.python_version(), "streamlit": version("streamlit"),
+                        "openai": version("openai"), "playwright": version("playwright"), "machine": platform.machine(), "time": time.time()},
+    }, indent=2, default=str))
+    print(f"\n{summary}\n(results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}, {elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
