@@ -10,12 +10,12 @@ import time
 from streamchat import metrics
 from streamchat.generation import FAILED, PENDING, STOPPED, WAITING_FIRST_TOKEN, Generation
 
-SOURCE_TEXT = {
-    metrics.MEASURED: "Measured by this app's client (perf_counter on each chunk as it arrived).",
-    metrics.SERVER: "Reported by the server.",
-    metrics.ESTIMATED: "Estimated (one streamed chunk ≈ one token) until the server reports usage.",
-    "exact": "Counted locally with the model's own tokenizer.",
-    "approximate": "Counted locally with an approximate tokenizer (cl100k_base).",
+SOURCE_TEXT = {   # short: every live update of a metric re-sends its help text
+    metrics.MEASURED: "Source: measured by this client.",
+    metrics.SERVER: "Source: reported by the server.",
+    metrics.ESTIMATED: "Source: estimated (1 chunk ≈ 1 token) until the server reports usage.",
+    "exact": "Source: counted with the model's tokenizer.",
+    "approximate": "Source: approximate count (cl100k_base tokenizer).",
 }
 SPARK_POINTS = 30
 PANEL_EVERY_S = 0.5   # numbers refresh twice a second: readable, and cheap on the websocket
