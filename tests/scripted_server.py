@@ -389,6 +389,8 @@ class ScriptedServer:
                     break
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            pass  # server shutdown: ending quietly keeps asyncio from logging the cancelled task
         finally:
             self._conns.discard(task)
             writer.close()
