@@ -9,6 +9,7 @@ from streamchat.config import Settings
 from streamchat.runner import Runner, get_runner
 from streamchat.store import Store
 
+from .metrics_panel import MetricsPanel
 from .settings_form import ChatOptions
 
 
@@ -18,7 +19,11 @@ class PageContext:
     store: Store
     runner: Runner
     options: ChatOptions
-    metrics_slot: object   # a sidebar container for the live metrics panel
+    metrics_slot: object   # where the live metrics panel goes (sidebar, or on top in presenter view)
+    presenter: bool = False
+
+    def metrics_panel(self) -> MetricsPanel:
+        return MetricsPanel(self.metrics_slot, wide=self.presenter)
 
 
 @st.cache_resource(show_spinner=False)

@@ -60,12 +60,11 @@ def tokens_over_time(g: Generation, points: int = SPARK_POINTS) -> list[int]:
 
 
 class MetricsPanel:
-    def __init__(self, container) -> None:
+    def __init__(self, container, *, wide: bool = False) -> None:
         self._status = container.empty()
-        top = container.columns(2)
-        bottom = container.columns(2)
-        self._slots = {"ttft": top[0].empty(), "decode_tps": top[1].empty(),
-                       "output_tokens": bottom[0].empty(), "e2e": bottom[1].empty()}
+        cells = container.columns(4) if wide else [*container.columns(2), *container.columns(2)]
+        self._slots = {name: cell.empty() for name, cell in
+                       zip(("ttft", "decode_tps", "output_tokens", "e2e"), cells)}
         self._details = container.empty()
         self._shown: dict[str, object] = {}
         self._updated_at = 0.0

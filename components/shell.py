@@ -10,6 +10,14 @@ from .conversations import conversations_sidebar
 from .settings_form import settings_form
 
 
+PRESENTER_CSS = """<style>
+.st-key-sidebar-settings, .st-key-sidebar-conversations { display: none; }
+.st-key-presenter-metrics [data-testid="stMetricValue"] { font-size: 3.5rem; }
+.st-key-presenter-metrics [data-testid="stMetricLabel"] p { font-size: 1.4rem; }
+.st-key-presenter-metrics [data-testid="stMarkdownContainer"] p { font-size: 1.3rem; }
+</style>"""
+
+
 def render_shell() -> PageContext:
     settings = load_settings()
     store = shared_store(str(settings.data_dir))
@@ -17,11 +25,19 @@ def render_shell() -> PageContext:
         st.session_state._told_recovered = True
         st.warning(f"The conversation database was damaged and has been moved aside to "
                    f"`{store.recovered_from.name}`; a fresh one was started.")
-    metrics_slot = st.sidebar.container()
-    options = settings_form(settings, st.sidebar.container())
+    presenter = st.sidebar.toggle("Presenter view", key="presenter",
+                                  help="For demos on a projector: hides the settings and shows the "
+                                       "live metrics large above the chat.")
+    if presenter:
+        st.html(PRESENTER_CSS)
+        metrics_slot = st.container(key="presenter-metrics")
+    else:
+        metrics_slot = st.sidebar.container()
+    # Hidden by CSS, not skipped, in presenter view: widgets that are not rendered lose their state.
+    options = settings_form(settings, st.sidebar.container(key="sidebar-settings"))
     busy = {cid for cid, reply in st.session_state.get("active_replies", {}).items()
             if not reply.generation.is_finished}
-    conversations_sidebar(store, st.sidebar.container(), busy)
-    ctx = PageContext(settings, store, shared_runner(), options, metrics_slot)
+    conversations_sidebar(store, st.sidebar.container(key="sidebar-conversations"), busy)
+    ctx = PageContext(settings, store, shared_runner(), options, metrics_slot, presenter)
     set_context(ctx)
     return ctx

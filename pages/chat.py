@@ -9,7 +9,7 @@ from components.context import context
 from components.conversations import current_conversation_id, open_conversation
 from components.live_reply import LiveReply
 from components.message_view import render_message, render_outcome
-from components.metrics_panel import MetricsPanel, status_text
+from components.metrics_panel import status_text
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
@@ -68,7 +68,7 @@ def show_live(reply) -> None:
     if g.is_active:
         stop_slot.button("Stop", key=f"stop-{g.id}", on_click=g.stop, type="primary",
                          help="Stop the reply: the connection is closed and the server stops generating.")
-    panel = MetricsPanel(ctx.metrics_slot)
+    panel = ctx.metrics_panel()
     shown_wait = None
     shown_text = False
     next_frame = 0.0
@@ -128,6 +128,6 @@ if prompt:
 if active is not None:
     show_live(active)
 elif state.get("last_generation") is not None:
-    MetricsPanel(ctx.metrics_slot).update(state.last_generation)
+    ctx.metrics_panel().update(state.last_generation)
 else:
     ctx.metrics_slot.caption("Live metrics appear here while a reply streams.")

@@ -161,3 +161,13 @@ def test_without_server_usage_tokens_are_counted_locally_and_labelled(app, serve
     assert run["output_tokens_source"] == "approximate"   # tiktoken cl100k for an unknown model
     expected = count_text_tokens("".join(f"w{i} " for i in range(12)), "scripted").n
     assert run["output_tokens"] == expected != 12         # counted, not the chunk estimate
+
+
+def test_presenter_view_shows_metrics_large_in_the_main_area_and_keeps_settings(app, server):
+    app.number_input(key="opt_max_tokens").set_value(77).run()
+    app.toggle(key="presenter").set_value(True).run()
+    app.chat_input[0].set_value("demo").run()
+    assert not app.exception
+    assert {m.label for m in app.main.metric} >= {"TTFT", "Decode tok/s", "Output tokens", "E2E"}
+    assert not list(app.sidebar.metric)
+    assert server.requests[-1].body["max_tokens"] == 77   # hidden settings still apply
