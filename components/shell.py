@@ -12,9 +12,9 @@ from .settings_form import settings_form
 
 PRESENTER_CSS = """<style>
 .st-key-sidebar-settings, .st-key-sidebar-conversations { display: none; }
-.st-key-presenter-metrics [data-testid="stMetricValue"] { font-size: 3.5rem; }
+.st-key-presenter-metrics [data-testid="stMetricValue"] p { font-size: 3.5rem; line-height: 1.2; }
 .st-key-presenter-metrics [data-testid="stMetricLabel"] p { font-size: 1.4rem; }
-.st-key-presenter-metrics [data-testid="stMarkdownContainer"] p { font-size: 1.3rem; }
+.st-key-presenter-metrics [data-testid="stCaptionContainer"] { font-size: 1.2rem; }
 </style>"""
 
 
