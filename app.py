@@ -11,6 +11,7 @@ logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request is
 st.set_page_config(page_title="StreamChat", page_icon="💬", layout="wide")
 navigation = st.navigation([
     st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     st.Page("pages/runs.py", title="Runs", icon="📋"),
 ])
 render_shell()

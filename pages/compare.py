@@ -1,0 +1,181 @@
+"""Compare: the same prompt streamed and not streamed, side by side, repeated, with a verdict."""
+from __future__ import annotations
+
+import time
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.context import context
+from components.live_reply import LiveReply
+from components.metrics_panel import status_text
+from streamchat import compare, metrics
+from streamchat.generation import GenerationParams
+from streamchat.replies import history_for_request
+
+FRAME_S = 1 / 15
+POLL_S = 0.01
+DEFAULT_PROMPT = "Count to 100 with commas, no line breaks."
+
+ctx = context()
+state = st.session_state
+options = ctx.options
+
+st.title("Stream vs non-stream")
+st.caption("Same prompt, model and settings (temperature 0, fixed seed), with and without "
+           "streaming. Streaming shows the first words sooner; the whole reply takes about as "
+           "long either way.")
+
+
+def start_comparison() -> None:
+    prompt = (state.get("cmp_prompt") or "").strip()
+    if not prompt:
+        state.cmp_problem = "Type a prompt first."
+        return
+    if options.endpoint is None:
+        state.cmp_problem = options.problem
+        return
+    state.cmp_problem = None
+    messages = history_for_request([{"role": "user", "content": prompt, "state": "done"}],
+                                   options.system_prompt)
+    state.comparison = compare.Comparison(
+        messages, options.endpoint, repeat=int(state.cmp_repeat), mode=state.cmp_mode,
+        params=GenerationParams(max_tokens=options.params.max_tokens),
+        timeouts=options.timeouts, runner=ctx.runner,
+        on_generation_done=compare.record_to_store(ctx.store)).start()
+
+
+comparison: compare.Comparison | None = state.get("comparison")
+running = comparison is not None and not comparison.is_finished
+
+st.text_area("Prompt", value=DEFAULT_PROMPT, key="cmp_prompt", height=80, disabled=running)
+left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
+left.radio("Mode", compare.MODES, key="cmp_mode", horizontal=True, disabled=running,
+           format_func={compare.SEQUENTIAL: "Sequential (fair)", compare.RACE: "Race (at once)"}.get,
+           help="Sequential runs one after the other (alternating which goes first), best for a "
+                "single local server. Race runs both at once: they compete for the server.")
+middle.number_input("Repeat", min_value=compare.MIN_REPEAT, max_value=compare.MAX_REPEAT, value=1,
+                    step=1, key="cmp_repeat", disabled=running)
+if running:
+    right.button("Stop", type="primary", key="cmp_stop", on_click=comparison.stop,
+                 help="Stops both: their connections are closed and the server stops generating.")
+else:
+    right.button("Run comparison", type="primary", key="cmp_run", on_click=start_comparison)
+if state.get("cmp_problem"):
+    st.error(state.cmp_problem)
+
+if comparison is None:
+    st.info(f"Model: {options.model_label}. Press **Run comparison** to start.")
+    st.stop()
+
+progress = st.empty()
+columns = dict(zip(compare.SIDES, st.columns(2)))
+panels = {}
+for side, column in columns.items():
+    column.subheader(compare.SIDE_LABELS[side])
+    panels[side] = {"status": column.empty(), "body": column.empty(), "line": column.empty()}
+
+
+def panel_line(g) -> str:
+    v = compare.generation_values(g)
+    parts = [f"first text {metrics.format_seconds(v['first_text_s'])}" if v["first_text_s"] else None,
+             f"total {metrics.format_seconds(v['e2e_s'])}" if v["e2e_s"] else None,
+             f"{v['bytes'] / 1024:.1f} KB" if v["bytes"] else None]
+    return " · ".join(p for p in parts if p)
+
+
+def render_until_finished() -> None:
+    """Frames for the pair being run; a new pair gets fresh panels."""
+    lives: dict[str, tuple] = {}
+    shown: dict[str, str] = {}
+    next_frame = 0.0
+    while True:
+        finished = comparison.is_finished
+        if finished or time.perf_counter() >= next_frame:
+            next_frame = time.perf_counter() + FRAME_S
+            done, total = comparison.progress
+            progress.progress(done / total, text=f"{done} of {total} replies")
+            pair = comparison.current
+            for side in compare.SIDES:
+                g = pair.get(side) if pair else None
+                if g is None:
+                    continue
+                if lives.get(side, (None,))[0] is not g:
+                    lives[side] = (g, LiveReply(panels[side]["body"].container(height=260)))
+                lives[side][1].render(g.text, growing=not g.is_finished)
+                status = status_text(g, metrics.compute(g))
+                line = panel_line(g) if g.is_finished else ""
+                if shown.get(side) != status + line:
+                    panels[side]["status"].caption(status)
+                    panels[side]["line"].caption(line)
+                    shown[side] = status + line
+        if finished:
+            return
+        time.sleep(POLL_S)
+        state.get("_yield_point")   # a click (Stop) interrupts this run here at once
+
+
+render_until_finished()
+if running:
+    st.rerun()   # redraw the controls (Run instead of Stop) and the results below
+
+if comparison.error:
+    st.error(comparison.error)
+summary = comparison.summary()
+verdict = comparison.verdict()
+(st.success if verdict.startswith("Streaming showed") else st.warning)(verdict)
+
+
+def timeline_chart(pair: compare.ComparePair) -> alt.Chart | None:
+    rows, marks = [], []
+    for side in compare.SIDES:
+        g = pair.get(side)
+        if g is None:
+            continue
+        for t, chars in compare.visible_text_timeline(g):
+            rows.append({"mode": compare.SIDE_LABELS[side], "seconds": t, "characters visible": chars})
+        v = compare.generation_values(g)
+        for name, t in (("first text", v["first_text_s"]), ("E2E", v["e2e_s"])):
+            if t is not None:
+                marks.append({"mode": compare.SIDE_LABELS[side], "seconds": t,
+                              "mark": f"{compare.SIDE_LABELS[side]} {name}"})
+    if not rows:
+        return None
+    lines = alt.Chart(pd.DataFrame(rows)).mark_line(interpolate="step-after").encode(
+        x=alt.X("seconds:Q", title="seconds since request sent"),
+        y=alt.Y("characters visible:Q"), color="mode:N")
+    rules = alt.Chart(pd.DataFrame(marks)).mark_rule(strokeDash=[4, 3]).encode(
+        x="seconds:Q", color="mode:N", tooltip=["mark:N", alt.Tooltip("seconds:Q", format=".3f")])
+    return lines + rules
+
+
+if comparison.current is not None:
+    st.subheader("Text visible over time")
+    chart = timeline_chart(comparison.current)
+    if chart is not None:
+        st.altair_chart(chart, width="stretch")
+        st.caption("Dashed lines: time to first visible text and E2E for each mode "
+                   f"(repeat {comparison.current.index + 1}).")
+
+st.subheader("Summary" + (f" over {comparison.repeat} repeats" if comparison.repeat > 1 else ""))
+
+
+def fmt(value, unit) -> str:
+    if value is None:
+        return "—"
+    if unit == "s":
+        return metrics.format_seconds(value)
+    return f"{value:,.1f}" if unit == "tok/s" else f"{value:,.0f}"
+
+
+table = pd.DataFrame([{
+    "metric": row["label"],
+    "streaming (median)": fmt(row["stream_median"], row["unit"]),
+    "streaming (p95)": fmt(row["stream_p95"], row["unit"]),
+    "non-streaming (median)": fmt(row["non_stream_median"], row["unit"]),
+    "non-streaming (p95)": fmt(row["non_stream_p95"], row["unit"]),
+} for row in summary])
+st.dataframe(table, hide_index=True, width="stretch")
+with st.expander("Every run"):
+    st.dataframe(pd.DataFrame(compare.run_rows(comparison.pairs)), hide_index=True)
