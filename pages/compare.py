@@ -57,11 +57,13 @@ left.radio("Mode", compare.MODES, key="cmp_mode", horizontal=True, disabled=runn
                 "single local server. Race runs both at once: they compete for the server.")
 middle.number_input("Repeat", min_value=compare.MIN_REPEAT, max_value=compare.MAX_REPEAT, value=1,
                     step=1, key="cmp_repeat", disabled=running)
+right.button("Run comparison", type="primary", key="cmp_run", on_click=start_comparison,
+             disabled=running)
+# Stop gets its own slot below the controls: swapping it into the Run button's place in the
+# columns while the script runs left a click target that Streamlit never reported.
 if running:
-    right.button("Stop", type="primary", key="cmp_stop", on_click=comparison.stop,
-                 help="Stops both: their connections are closed and the server stops generating.")
-else:
-    right.button("Run comparison", type="primary", key="cmp_run", on_click=start_comparison)
+    st.button("Stop", type="primary", key="cmp_stop", on_click=comparison.stop,
+              help="Stops both: their connections are closed and the server stops generating.")
 if state.get("cmp_problem"):
     st.error(state.cmp_problem)
 

@@ -1,0 +1,84 @@
+"""Compare and Runs pages in Chromium against the scripted server (TTFT 0.5 s, 200 tok @ 100/s)."""
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.browser import (ROOT, app_env, app_page, chromium, clean_env, have_chromium,
+                           scripted_server_process, streamlit_app, wait_for_text, wait_idle)
+
+pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
+              pytest.mark.timeout(180)]
+
+
+def seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+) (ms|s)", text).groups()
+    return float(value) / (1000 if unit == "ms" else 1)
+
+
+def panel_first_text(page, label: str) -> float:
+    line = page.get_by_text(re.compile(r"^first text .* · total")).nth(0 if label == "stream" else 1)
+    return seconds(re.match(r"first text (.+?) ·", line.inner_text()).group(1))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    data = tmp_path_factory.mktemp("compare-data")
+    with scripted_server_process(ttft=0.5, tokens=200, rate=100) as srv, \
+            streamlit_app("app.py", app_env(srv, data)) as url, chromium() as browser:
+        yield srv, url, browser
+
+
+def test_compare_page_shows_streaming_first_and_the_cli_agrees(stack):
+    srv, url, browser = stack
+    with app_page(browser, url) as page:
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_role("button", name="Run comparison").click()
+        wait_for_text(page, "sooner", timeout=30)
+        stream_first, whole_first = panel_first_text(page, "stream"), panel_first_text(page, "whole")
+        assert stream_first == pytest.approx(0.5, rel=0.15)
+        assert whole_first == pytest.approx(2.5, rel=0.15)
+        requests = srv.requests()
+        assert sorted(r["stream"] for r in requests) == [False, True]
+        assert all(r["body"]["temperature"] == 0 for r in requests)
+
+        # Runs lists both requests, and the CSV download holds them.
+        page.get_by_role("link", name="Runs").click()
+        wait_for_text(page, "2 of 2 requests", timeout=15)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="⬇ CSV").click()
+        rows = list(csv.DictReader(open(download.value.path(), encoding="utf-8")))
+        assert sorted(r["mode"] for r in rows) == ["non-stream", "stream"]
+        assert {r["source"] for r in rows} == {"compare"}
+        assert all("sk-bench" not in v for r in rows for v in r.values())
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "streamchat", "compare", "--prompt", "Count", "--repeat", "1",
+         "--json", "--no-save", "--base-url", srv.base_url, "--model", "scripted"],
+        cwd=ROOT, env=clean_env({"OPENAI_API_KEY": "sk-bench"}), capture_output=True, text=True,
+        timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    rows = {r["metric"]: r for r in json.loads(cli.stdout)["summary"]}
+    assert rows["first_text_s"]["stream_median"] == pytest.approx(stream_first, rel=0.15)
+    assert rows["first_text_s"]["non_stream_median"] == pytest.approx(whole_first, rel=0.15)
+
+
+def test_stop_on_the_compare_page_stops_both(stack):
+    srv, url, browser = stack
+    srv.reset()
+    with app_page(browser, url) as page:
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_text("Race (at once)").click()
+        wait_idle(page)
+        srv.queue({"ttft": 30, "prefill_silent": True}, {"ttft": 30, "prefill_silent": True})
+        page.get_by_role("button", name="Run comparison").click()
+        srv.wait_for_request(2, timeout=15)
+        page.get_by_role("button", name="Stop", exact=True).click()
+        records = [srv.wait_for_end(r["id"], timeout=5) for r in srv.requests()]
+        assert all(r["t_disconnected"] is not None for r in records)
+        wait_for_text(page, "No comparison", timeout=10)
+        wait_for_text(page, "stopped", timeout=10)
