@@ -1,0 +1,59 @@
+"""Compare page logic with AppTest against the scripted server."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from streamchat.store import Store
+from tests.scripted_server import Script, ScriptedServer
+from tests.test_app import PAGE_SCRIPT
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ScriptedServer(Script(ttft=0.05, tokens=30, rate=600)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def page(server, tmp_path, monkeypatch):
+    server.reset()
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
+                        "OPENAI_MODEL": "scripted", "STREAMCHAT_DATA_DIR": str(tmp_path / "data"),
+                        "STREAMCHAT_TEST_PAGE": "compare"}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_before_running_it_says_what_to_do(page):
+    assert any("Run comparison" in i.value for i in page.info)
+
+
+def test_a_comparison_runs_both_modes_and_records_them(page, server, tmp_path):
+    page.number_input(key="cmp_repeat").set_value(2).run()
+    page.button(key="cmp_run").click().run()
+    assert not page.exception
+    assert any("sooner" in s.value for s in page.success)
+    assert sorted(r.stream for r in server.requests) == [False, False, True, True]
+    assert all(r.body["temperature"] == 0 and r.body["seed"] == 1234 for r in server.requests)
+    summary = page.dataframe[0].value
+    assert "Time to first text" in list(summary["metric"])
+    runs = Store(tmp_path / "data").runs()
+    assert sorted(r["mode"] for r in runs) == ["non-stream", "non-stream", "stream", "stream"]
+    assert {r["source"] for r in runs} == {"compare"}
+
+
+def test_empty_prompt_gets_a_message(page, server):
+    page.text_area(key="cmp_prompt").set_value("   ").run()
+    page.button(key="cmp_run").click().run()
+    assert any("Type a prompt first" in e.value for e in page.error)
+    assert not server.requests
+
+
+def test_a_failing_side_is_named_in_the_verdict(page, server):
+    server.queue(Script(status=500), Script(status=500))
+    page.button(key="cmp_run").click().run()
+    assert not page.exception
+    assert any("No comparison" in w.value and "500" in w.value for w in page.warning)
