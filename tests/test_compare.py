@@ -7,7 +7,6 @@ import pytest
 from streamchat import compare
 from streamchat.compare import NON_STREAM, RACE, SEQUENTIAL, STREAM, Comparison
 from streamchat.generation import DONE, FAILED, STOPPED, Endpoint
-from streamchat.runner import Runner
 from streamchat.store import Store
 from tests.scripted_server import Script, ScriptedServer
 
@@ -20,13 +19,6 @@ QUICK = "script:ttft=0.05,tokens=20,rate=200"      # a model name the server rea
 def server():
     with ScriptedServer(PAPER) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def runner():
-    r = Runner()
-    yield r
-    r.shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import pytest
 from streamchat import metrics
 from streamchat.generation import (DONE, FAILED, STOPPED, STREAMING, WAITING_FIRST_TOKEN,
                                    Endpoint, GenerationRequest, Timeouts)
-from streamchat.runner import Runner
 from tests.scripted_server import Script, ScriptedServer
 
 USER = ({"role": "user", "content": "Count to 100"},)
@@ -16,13 +15,6 @@ USER = ({"role": "user", "content": "Count to 100"},)
 def server():
     with ScriptedServer(Script()) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def runner():
-    r = Runner()
-    yield r
-    r.shutdown()
 
 
 @pytest.fixture(autouse=True)

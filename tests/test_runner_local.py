@@ -6,17 +6,9 @@ import pytest
 from streamchat import metrics
 from streamchat.generation import DONE, STOPPED, GenerationParams, GenerationRequest
 from streamchat.providers import local_endpoint
-from streamchat.runner import Runner
 
 pytestmark = pytest.mark.timeout(180)
 PROMPT = ({"role": "user", "content": "Write a long story about a lighthouse keeper."},)
-
-
-@pytest.fixture(scope="module")
-def runner():
-    r = Runner()
-    yield r
-    r.shutdown()
 
 
 @pytest.fixture(scope="module")
