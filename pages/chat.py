@@ -13,7 +13,7 @@ from components.metrics_panel import status_text
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
-from streamchat.replies import history_for_request, start_reply
+from streamchat.replies import history_for_request, start_reply, up_to_last_user_message
 
 FRAME_S = 1 / 15   # render rate: frames, not tokens
 POLL_S = 0.01     # how often a pending click is noticed between frames
@@ -27,6 +27,7 @@ EXAMPLES = [
 ctx = context()
 store, options, state = ctx.store, ctx.options, st.session_state
 replies: dict = state.setdefault("active_replies", {})
+trimmed: dict = state.setdefault("trimmed_messages", {})   # conversation id -> messages left out
 
 
 def queue_prompt(text: str) -> None:
@@ -47,14 +48,48 @@ def send(conversation_id: str | None, text: str) -> None:
         conversation_id = store.create_conversation()
         open_conversation(conversation_id)
     store.add_message(conversation_id, "user", text)
+    reply_to_last_user_message(conversation_id)
+
+
+def reply_to_last_user_message(conversation_id: str) -> None:
+    """Start a reply to the conversation as it stood at its last user message (send and Retry)."""
     if options.endpoint is None:
         store.add_message(conversation_id, "assistant", "", state="failed", error=options.problem)
         return
-    history = history_for_request(store.conversation_messages(conversation_id), options.system_prompt)
+    base = up_to_last_user_message(store.conversation_messages(conversation_id))
+    history = history_for_request(base, options.system_prompt,
+                                  skip_oldest=trimmed.get(conversation_id, 0))
     request = GenerationRequest(history, stream=options.stream, params=options.params,
                                 timeouts=options.timeouts)
     replies[conversation_id] = start_reply(ctx.runner, store, conversation_id, request,
                                            options.endpoint)
+
+
+def trim_and_retry(conversation_id: str, n_before_last_user: int) -> None:
+    """Leave the oldest half of the earlier messages out of the context (they stay on screen)."""
+    already = trimmed.get(conversation_id, 0)
+    trimmed[conversation_id] = already + max(1, (n_before_last_user - already) // 2)
+    reply_to_last_user_message(conversation_id)
+
+
+def recovery_actions(conversation_id: str, messages: list[dict]) -> None:
+    """Retry (and, for a context overflow, trim) under a reply that failed or was stopped."""
+    last = messages[-1]
+    if last["role"] == "assistant" and last["state"] not in ("failed", "stopped", "streaming"):
+        return
+    if last["role"] == "assistant" and last["state"] == "stopped" and last["content"]:
+        label = "🔁 Regenerate"
+    else:
+        label = "🔁 Retry"
+    left, right, _ = st.columns([1, 2, 3])
+    left.button(label, key=f"retry-{last['id']}", on_click=reply_to_last_user_message,
+                args=(conversation_id,), help="Send the last user message again.")
+    n_before = len(up_to_last_user_message(messages)) - 1
+    kind = (last.get("metrics") or {}).get("error_kind")
+    if kind == "context_length" and trimmed.get(conversation_id, 0) < n_before:
+        right.button("✂️ Trim oldest messages and retry", key=f"trim-{last['id']}",
+                     on_click=trim_and_retry, args=(conversation_id, n_before),
+                     help="Leave the oldest half of the earlier messages out of what is sent.")
 
 
 def show_live(reply) -> None:
@@ -107,10 +142,16 @@ conversation_id = current_conversation_id(store)
 active = replies.get(conversation_id) if conversation_id else None
 messages = store.conversation_messages(conversation_id) if conversation_id else []
 
+if trimmed.get(conversation_id):
+    st.caption(f"✂️ The {trimmed[conversation_id]} oldest messages are left out of what is sent "
+               "to the model (they were too long for its context).")
 for message in messages:
     if active is not None and message["id"] == active.message_id:
         continue
     render_message(message, interrupted=message["state"] == "streaming")
+
+if messages and active is None:
+    recovery_actions(conversation_id, messages)
 
 if not messages:
     st.markdown("#### Try one of these")
@@ -127,6 +168,7 @@ if prompt:
 
 if active is not None:
     show_live(active)
+    recovery_actions(conversation_id, store.conversation_messages(conversation_id))
 elif state.get("last_generation") is not None:
     ctx.metrics_panel().update(state.last_generation)
 else:

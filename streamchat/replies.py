@@ -1,12 +1,14 @@
 """A chat reply from start to saved: the glue between runner, generation and store.
 
-Saving happens on a worker thread when the generation ends, not in the Streamlit script, so a
-reply still streaming when the browser tab closes is saved all the same.
+Saving happens off the Streamlit script: the partial text is flushed to the store twice a
+second while the reply streams (a killed process loses under a second of it), and the whole
+reply is saved on a worker thread when the generation ends, also after the browser tab closed.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,17 +23,26 @@ log = logging.getLogger(__name__)
 _savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamchat-save")
 
 SENDABLE_STATES = ("done", "stopped")
+FLUSH_EVERY_S = 0.5
 
 
-def history_for_request(messages: list[dict], system_prompt: str = "") -> tuple[dict, ...]:
+def history_for_request(messages: list[dict], system_prompt: str = "",
+                        skip_oldest: int = 0) -> tuple[dict, ...]:
     """What the model sees: the system prompt, then user messages and the assistant replies
-    that were kept (done or stopped with text). Failed replies are left out."""
+    that were kept (done or stopped with text). Failed replies are left out, and so are the
+    `skip_oldest` first messages (trimmed to fit the model's context)."""
     out = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    for m in messages:
+    for m in messages[skip_oldest:]:
         if m["role"] == "user" or (m["role"] == "assistant" and m["state"] in SENDABLE_STATES
                                    and m["content"]):
             out.append({"role": m["role"], "content": m["content"]})
     return tuple(out)
+
+
+def up_to_last_user_message(messages: list[dict]) -> list[dict]:
+    """The conversation as it was when the last user message was sent (for Retry)."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    return messages[:last_user + 1]
 
 
 @dataclass
@@ -40,6 +51,60 @@ class ActiveReply:
     conversation_id: str
     message_id: str
     saved: threading.Event = field(default_factory=threading.Event)
+    # Orders the partial flushes against the final save, so a late flush never overwrites it.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    flushed_len: int = 0
+
+
+class PartialFlusher:
+    """One thread per process that writes the text of every streaming reply to the store."""
+
+    def __init__(self, every: float = FLUSH_EVERY_S) -> None:
+        self.every = every
+        self._watched: dict[str, tuple[object, ActiveReply]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, store, reply: ActiveReply) -> None:
+        with self._lock:
+            self._watched[reply.message_id] = (store, reply)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="streamchat-flush",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.every)
+            with self._lock:
+                watched = list(self._watched.items())
+            for message_id, (store, reply) in watched:
+                if reply.saved.is_set():
+                    with self._lock:
+                        self._watched.pop(message_id, None)
+                    continue
+                flush_partial(store, reply)
+            with self._lock:
+                if not self._watched:
+                    self._wake.clear()
+
+
+def flush_partial(store, reply: ActiveReply) -> None:
+    with reply.lock:
+        text = reply.generation.text
+        if reply.saved.is_set() or len(text) == reply.flushed_len:
+            return
+        try:
+            store.update_message(reply.message_id, content=text)
+            reply.flushed_len = len(text)
+        except Exception:
+            log.exception("could not flush partial reply %s", reply.message_id)
+
+
+flusher = PartialFlusher()
 
 
 def local_token_count(g: Generation) -> TokenCount | None:
@@ -54,6 +119,11 @@ def local_token_count(g: Generation) -> TokenCount | None:
 
 
 def save_generation(store, reply: ActiveReply) -> None:
+    with reply.lock:
+        _save_generation(store, reply)
+
+
+def _save_generation(store, reply: ActiveReply) -> None:
     g = reply.generation
     try:
         counted = local_token_count(g)
@@ -62,7 +132,7 @@ def save_generation(store, reply: ActiveReply) -> None:
         m = metrics.compute(g, **count_args)
         store.update_message(reply.message_id, content=g.text, state=g.state,
                              error=g.error.message if g.error else None,
-                             summary=metrics.summary_line(m), metrics=metrics_dict(m))
+                             summary=metrics.summary_line(m), metrics=message_metrics(g, m))
         store.record_run(**run_fields_from_generation(
             g, source="chat", conversation_id=reply.conversation_id, message_id=reply.message_id,
             **count_args))
@@ -82,10 +152,16 @@ def metrics_dict(m: metrics.Metrics) -> dict:
     return out
 
 
+def message_metrics(g: Generation, m: metrics.Metrics) -> dict:
+    """What a saved message keeps about its generation: the metrics and, if it failed, why."""
+    return {**metrics_dict(m), "error_kind": g.error.kind if g.error else None}
+
+
 def start_reply(runner: Runner, store, conversation_id: str, request: GenerationRequest,
                 endpoint: EndpointSource) -> ActiveReply:
     message_id = store.add_message(conversation_id, "assistant", "", state="streaming")
     generation = runner.start(request, endpoint)
     reply = ActiveReply(generation, conversation_id, message_id)
     generation.add_done_callback(lambda _g: _savers.submit(save_generation, store, reply))
+    flusher.watch(store, reply)
     return reply

@@ -171,3 +171,30 @@ def test_presenter_view_shows_metrics_large_in_the_main_area_and_keeps_settings(
     assert {m.label for m in app.main.metric} >= {"TTFT", "Decode tok/s", "Output tokens", "E2E"}
     assert not list(app.sidebar.metric)
     assert server.requests[-1].body["max_tokens"] == 77   # hidden settings still apply
+
+
+def test_retry_resends_the_last_user_message_and_keeps_the_failed_reply(app, server, tmp_path):
+    server.queue(Script(status=503))
+    app.chat_input[0].set_value("try me").run()
+    retry = next(b for b in app.button if b.label == "🔁 Retry")
+    retry.click().run()
+    assert not app.exception
+    assert [r.body["messages"][-1]["content"] for r in server.requests] == ["try me", "try me"]
+    conv = Store(tmp_path / "data").list_conversations()[0]
+    states = [(m["role"], m["state"]) for m in Store(tmp_path / "data").conversation_messages(conv["id"])]
+    assert states == [("user", "done"), ("assistant", "failed"), ("assistant", "done")]
+
+
+def test_context_overflow_offers_trim_and_retry_leaving_the_oldest_out(app, server):
+    for text in ("one", "two", "three"):
+        app.chat_input[0].set_value(text).run()
+    server.queue(Script(status=400, error_body={"error": {
+        "message": "This model's maximum context length is 4096 tokens"}}))
+    app.chat_input[0].set_value("four").run()
+    assert any("Trim the oldest" in e.value for e in app.error)
+    trim = next(b for b in app.button if b.label.startswith("✂️ Trim"))
+    trim.click().run()
+    assert not app.exception
+    sent = [m["content"] for m in server.requests[-1].body["messages"] if m["role"] != "system"]
+    assert sent[-1] == "four" and "one" not in sent and len(sent) < 7
+    assert any("oldest messages are left out" in c.value for c in app.caption)
