@@ -44,10 +44,16 @@ def test_text_grows_over_several_frames_and_metrics_update_while_streaming(stack
     send_prompt(page, "grow please")
     watch.wait_for_marker("w20", timeout=15)
     # While streaming: the sidebar already shows measured numbers.
+    # While streaming (the stream lasts 3 s), the sidebar shows measured numbers, refreshed
+    # twice a second.
     assert stop_button(page).count() == 1
     assert re.fullmatch(r"\d+ ms", metric_value(page, "TTFT"))
-    assert int(metric_value(page, "Output tokens").split()[0]) > 0
-    assert metric_value(page, "Decode tok/s") != "—"
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stMetric"]')].some(m =>
+             m.innerText.includes('Decode tok/s') && /\\d/.test(
+               m.querySelector('[data-testid="stMetricValue"]').innerText))""", timeout=2000)
+    assert int(metric_value(page, "Output tokens").split()[0]) > 20
+    assert stop_button(page).count() == 1   # all of the above while still streaming
     watch.wait_for_marker("w119", timeout=15)
     wait_idle(page)
     lengths = [n for n in watch.read().lengths() if n > 0]
