@@ -64,8 +64,13 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
 
 
 def classify(exc: BaseException, *, base_url: str = "", model: str = "",
-             had_content: bool = False, secrets: tuple[str, ...] = ()) -> ErrorInfo:
+             had_content: bool = False, secrets: tuple[str, ...] = (),
+             embedded: bool = False) -> ErrorInfo:
     info = _classify(exc, base_url=base_url, model=model, had_content=had_content)
+    if embedded and info.kind in ("dropped", "unreachable"):
+        kept = " The partial reply is kept." if had_content else ""
+        info.message = (f"The embedded model server stopped.{kept} It is restarted on the next "
+                        "request: press Retry.")
     info.message = redact(info.message, secrets)
     return info
 

@@ -153,7 +153,7 @@ class Runner:
             secrets = (endpoint.api_key,) if endpoint else ()
             generation._finish(FAILED, errors.classify(
                 exc, base_url=base_url, model=model, had_content=bool(generation.text),
-                secrets=secrets))
+                secrets=secrets, embedded=bool(endpoint and endpoint.provider == LOCAL)))
             return
         generation._finish(DONE)
 

@@ -85,7 +85,13 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         extra_json TEXT)""")
 
 
-MIGRATIONS = [_m001_initial]
+def _m002_conversation_owner(conn: sqlite3.Connection) -> None:
+    # Which browser session a conversation belongs to: sessions never list each other's chats.
+    conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
+    conn.execute("CREATE INDEX conversations_owner ON conversations(owner, updated_at)")
+
+
+MIGRATIONS = [_m001_initial, _m002_conversation_owner]
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -233,16 +239,19 @@ class Store:
             return conn.execute("PRAGMA user_version").fetchone()[0]
 
     # ---- conversations ----
-    def create_conversation(self, title: str = DEFAULT_TITLE) -> str:
+    def create_conversation(self, title: str = DEFAULT_TITLE, owner: str | None = None) -> str:
         cid, now = uuid.uuid4().hex, _now()
         with self._connect(write=True) as conn:
-            conn.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                         (cid, clean_text(title), now, now))
+            conn.execute("INSERT INTO conversations (id, title, created_at, updated_at, owner) "
+                         "VALUES (?, ?, ?, ?, ?)", (cid, clean_text(title), now, now, owner))
         return cid
 
-    def list_conversations(self) -> list[dict]:
+    def list_conversations(self, owner: str | None = None) -> list[dict]:
+        """Newest first; only `owner`'s when given."""
+        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM conversations ORDER BY updated_at DESC, rowid DESC")
+            rows = conn.execute(f"SELECT * FROM conversations {where} "
+                                "ORDER BY updated_at DESC, rowid DESC", args)
             return [dict(r) for r in rows]
 
     def get_conversation(self, conversation_id: str) -> dict | None:

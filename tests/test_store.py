@@ -60,15 +60,15 @@ def test_reopening_keeps_data_and_applies_only_new_migrations(tmp_path, monkeypa
     cid = s.create_conversation("kept")
     applied = []
 
-    def m002(conn):
+    def added_later(conn):
         applied.append(True)
         conn.execute("CREATE TABLE extra (x)")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, m002])
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, added_later])
     s2 = Store(tmp_path)
     Store(tmp_path)
     assert applied == [True]
-    assert s2.schema_version == 2
+    assert s2.schema_version == len(store_mod.MIGRATIONS)
     assert s2.get_conversation(cid)["title"] == "kept"
 
 
@@ -337,3 +337,12 @@ def test_runs_exports(store):
     assert rows[0]["error"].startswith("'=")
     assert json.loads(export.runs_json(runs)) == runs
     assert export.runs_csv([]) == ""
+
+
+def test_conversations_are_listed_per_owner(tmp_path):
+    store = Store(tmp_path)
+    mine = store.create_conversation("mine", owner="a")
+    store.create_conversation("theirs", owner="b")
+    assert [c["id"] for c in store.list_conversations(owner="a")] == [mine]
+    assert len(store.list_conversations()) == 2
+    assert store.get_conversation(mine)["owner"] == "a"
