@@ -1,11 +1,32 @@
 """Sidebar list of saved conversations: switch, new, delete, download."""
 from __future__ import annotations
 
+import re
+import uuid
+
 import streamlit as st
 
 from streamchat import export
 
 QUERY_KEY = "c"
+OWNER_KEY = "u"
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def session_owner() -> str:
+    """Who this browser session is: a random token kept in the URL, so a reload (or a bookmark)
+    finds its conversations again while other sessions never list them."""
+    state = st.session_state
+    if "owner" not in state:
+        from_url = st.query_params.get(OWNER_KEY, "")
+        state.owner = from_url if _TOKEN.fullmatch(from_url) else uuid.uuid4().hex
+    if st.query_params.get(OWNER_KEY) != state.owner:
+        st.query_params[OWNER_KEY] = state.owner
+    return state.owner
+
+
+def owns(conversation: dict | None) -> bool:
+    return conversation is not None and conversation.get("owner") in (None, session_owner())
 
 
 def current_conversation_id(store) -> str | None:
@@ -13,7 +34,8 @@ def current_conversation_id(store) -> str | None:
     state = st.session_state
     if "conversation_id" not in state:
         from_url = st.query_params.get(QUERY_KEY)
-        state.conversation_id = from_url if from_url and store.get_conversation(from_url) else None
+        state.conversation_id = from_url if from_url and owns(store.get_conversation(from_url)) \
+            else None
     return state.conversation_id
 
 
@@ -33,7 +55,7 @@ def conversations_sidebar(store, container, busy_ids: set[str]) -> None:
         head.markdown("**Conversations**")
         new.button("New chat", key="conv_new", on_click=open_conversation, args=(None,),
                    width="stretch")
-        conversations = store.list_conversations()
+        conversations = store.list_conversations(owner=session_owner())
         for conv in conversations[:50]:
             title = conv["title"] or "New chat"
             label = ("▶ " if conv["id"] in busy_ids else "") + (title[:40] + ("…" if len(title) > 40 else ""))

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from components.context import context
-from components.conversations import current_conversation_id, open_conversation
+from components.conversations import current_conversation_id, open_conversation, session_owner
 from components.live_reply import LiveReply
 from components.message_view import render_message, render_outcome
 from components.metrics_panel import status_text
@@ -45,7 +45,7 @@ def send(conversation_id: str | None, text: str) -> None:
         previous.generation.stop()   # a new message supersedes a reply still in progress
         previous.saved.wait(2)       # so its partial text is in the history we send
     if conversation_id is None:
-        conversation_id = store.create_conversation()
+        conversation_id = store.create_conversation(owner=session_owner())
         open_conversation(conversation_id)
     store.add_message(conversation_id, "user", text)
     reply_to_last_user_message(conversation_id)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from components.context import context
-from components.conversations import open_conversation
+from components.conversations import open_conversation, owns
 from streamchat import export
 
 COLUMNS = {  # shown column -> label
@@ -47,12 +47,13 @@ rows = selection.selection.rows if selection else []
 if rows:
     run = shown.iloc[rows[0]]
     if run["source"] == "chat" and isinstance(run["conversation_id"], str) \
-            and ctx.store.get_conversation(run["conversation_id"]):
+            and owns(ctx.store.get_conversation(run["conversation_id"])):
         open_conversation(run["conversation_id"])
         st.session_state.runs_table_nonce += 1
         st.switch_page("pages/chat.py")
     else:
-        st.caption("That run has no saved conversation (compare and CLI runs don't).")
+        st.caption("That run has no conversation of this session to open (compare and CLI runs "
+                   "have none; other sessions' chats stay private).")
 
 records = shown.drop(columns=["created_at"]).assign(created_at=shown["created_at"].astype(str))
 export_rows = records.to_dict("records")

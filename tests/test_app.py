@@ -81,12 +81,18 @@ def test_history_is_sent_and_reload_keeps_the_conversation(app, server, tmp_path
     app.chat_input[0].set_value("second").run()
     sent = [m["content"] for m in server.requests[-1].body["messages"]]
     assert sent[1:] == ["first", "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 ", "second"]
-    conv_id = app.query_params["c"][0] if isinstance(app.query_params["c"], list) else app.query_params["c"]
-    reloaded = AppTest.from_file(app._script_path, default_timeout=30)
-    reloaded.query_params["c"] = conv_id
-    reloaded.run()
-    users = [m.markdown[0].value for m in reloaded.chat_message if m.name == "user"]
-    assert users == ["first", "second"]
+    def reload(**params):
+        at = AppTest.from_file(app._script_path, default_timeout=30)
+        for name, value in params.items():
+            at.query_params[name] = value
+        at.run()
+        return [m.markdown[0].value for m in at.chat_message if m.name == "user"]
+
+    url = {name: value[0] if isinstance(value, list) else value
+           for name, value in app.query_params.items()}
+    assert reload(**url) == ["first", "second"]           # a reload keeps the whole URL
+    assert reload(c=url["c"]) == []                        # another session can't open it
+
 
 
 def test_errors_keep_the_user_message_and_show_a_clear_message(app, server, tmp_path):
