@@ -166,3 +166,18 @@ def test_reply_streaming_when_the_tab_closes_is_finished_and_saved(stack, data_d
             break
         time.sleep(0.05)
     assert reply["state"] == "done" and reply["content"].endswith("z59 ")
+
+
+def test_reply_keeps_streaming_while_the_user_visits_another_page(stack, page):
+    srv = stack[0]
+    srv.queue({"tokens": 100, "rate": 40, "token_text": "p{i} "})
+    watch = TextWatch(page, markers=["p5"])
+    send_prompt(page, "switch pages")
+    watch.wait_for_marker("p5", timeout=15)
+    page.get_by_role("link", name="Runs").click()
+    wait_for_text(page, "Runs", timeout=10)
+    page.get_by_role("link", name="Chat").click()
+    wait_for_text(page, "p60", timeout=15)          # it went on while we were away
+    wait_for_text(page, "p99", timeout=15)
+    wait_idle(page)
+    assert srv.requests()[-1]["outcome"] == "completed"

@@ -82,3 +82,25 @@ def test_stop_on_the_compare_page_stops_both(stack):
         assert all(r["t_disconnected"] is not None for r in records)
         wait_for_text(page, "No comparison", timeout=10)
         wait_for_text(page, "stopped", timeout=10)
+
+
+def test_clicking_a_chat_run_opens_its_conversation(stack):
+    srv, url, browser = stack
+    srv.reset()
+    with app_page(browser, url) as page:
+        srv.queue({"tokens": 4, "rate": 0, "token_text": "opened{i} "})
+        page.locator('[data-testid="stChatInputTextArea"]').fill("find me again")
+        page.keyboard.press("Enter")
+        wait_for_text(page, "opened3", timeout=15)
+        wait_idle(page)
+        page.get_by_role("button", name="New chat").click()
+        wait_idle(page)
+        page.get_by_role("link", name="Runs").click()
+        grid = page.locator('[data-testid="stDataFrame"]').first
+        grid.wait_for(timeout=15_000)
+        wait_idle(page)
+        box = grid.bounding_box()
+        # The grid is a canvas: the newest run is the first row; its selection box is at the left.
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+        wait_for_text(page, "opened3", timeout=15)
+        assert page.get_by_text("find me again").count() >= 1
