@@ -91,7 +91,21 @@ def _m002_conversation_owner(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX conversations_owner ON conversations(owner, updated_at)")
 
 
-MIGRATIONS = [_m001_initial, _m002_conversation_owner]
+def _m003_message_tree(conn: sqlite3.Connection) -> None:
+    # Messages form a tree (regenerate and edit add siblings); a conversation shows the path from
+    # the root to its current leaf. Earlier flat conversations become a single chain.
+    conn.execute("ALTER TABLE conversations ADD COLUMN leaf_id TEXT")
+    conn.execute("""UPDATE messages SET parent_id = (
+        SELECT p.id FROM messages p WHERE p.conversation_id = messages.conversation_id
+        AND p.seq < messages.seq ORDER BY p.seq DESC LIMIT 1) WHERE parent_id IS NULL""")
+    conn.execute("""UPDATE conversations SET leaf_id = (
+        SELECT m.id FROM messages m WHERE m.conversation_id = conversations.id
+        ORDER BY m.seq DESC LIMIT 1)""")
+
+
+MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree]
+
+APPEND = object()   # add_message: make the new message a child of the conversation's current leaf
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -274,19 +288,57 @@ class Store:
                                 (conversation_id,))
             return [_message_row(r) for r in rows]
 
+    def conversation_path(self, conversation_id: str) -> list[dict]:
+        """The messages of the current branch, root first. Each has `siblings` (ids of the
+        versions at its place, oldest first) and `version` (its 1-based index among them)."""
+        messages = self.conversation_messages(conversation_id)
+        conv = self.get_conversation(conversation_id)
+        if not messages or conv is None:
+            return []
+        by_id = {m["id"]: m for m in messages}
+        children: dict[str | None, list[str]] = {}
+        for m in messages:
+            children.setdefault(m["parent_id"], []).append(m["id"])
+        node = by_id.get(conv.get("leaf_id")) or messages[-1]
+        path = []
+        while node is not None:
+            siblings = children[node["parent_id"]]
+            path.append({**node, "siblings": siblings, "version": siblings.index(node["id"]) + 1})
+            node = by_id.get(node["parent_id"])
+        return path[::-1]
+
+    def switch_branch(self, conversation_id: str, message_id: str) -> None:
+        """Show the branch through `message_id`: the leaf becomes its newest descendant."""
+        messages = self.conversation_messages(conversation_id)
+        newest_child: dict[str, str] = {}
+        for m in messages:   # ordered by seq, so the last child seen is the newest
+            if m["parent_id"] is not None:
+                newest_child[m["parent_id"]] = m["id"]
+        leaf = message_id
+        while leaf in newest_child:
+            leaf = newest_child[leaf]
+        with self._connect(write=True) as conn:
+            conn.execute("UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?",
+                         (leaf, _now(), conversation_id))
+
     # ---- messages ----
     def add_message(self, conversation_id: str, role: str, content: str, *, state: str = "done",
                     error: str | None = None, summary: str | None = None, metrics: Any = None,
-                    parent_id: str | None = None) -> str:
+                    parent_id: Any = APPEND) -> str:
+        """Add a message and make it the conversation's current leaf. By default it continues the
+        current branch; an explicit `parent_id` starts a sibling branch (regenerate, edit)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         if state not in MESSAGE_STATES:
             raise ValueError(f"state must be one of {MESSAGE_STATES}, not {state!r}")
         mid, now, content = uuid.uuid4().hex, _now(), clean_text(content)
         with self._connect(write=True) as conn:
-            conv = conn.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            conv = conn.execute("SELECT title, leaf_id FROM conversations WHERE id = ?",
+                                (conversation_id,)).fetchone()
             if conv is None:
                 raise KeyError(f"no conversation {conversation_id!r}")
+            if parent_id is APPEND:
+                parent_id = conv["leaf_id"]
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
                                (conversation_id,)).fetchone()[0]
             conn.execute(
@@ -297,8 +349,8 @@ class Store:
             title = conv["title"]
             if role == "user" and title == DEFAULT_TITLE and title_from(content):
                 title = title_from(content)
-            conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                         (title, now, conversation_id))
+            conn.execute("UPDATE conversations SET title = ?, updated_at = ?, leaf_id = ? WHERE id = ?",
+                         (title, now, mid, conversation_id))
         return mid
 
     def update_message(self, message_id: str, *, content: str | None = None, state: str | None = None,

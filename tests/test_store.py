@@ -104,7 +104,8 @@ def test_messages_round_trip_in_order(store):
     assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
     assert msgs[2]["metrics"] == {"ttft": {"value": 0.18, "source": "measured"}}
     assert msgs[2]["summary"] == "TTFT 180 ms · 74 tok/s"
-    assert msgs[1]["state"] == "done" and msgs[1]["error"] is None and msgs[1]["parent_id"] is None
+    assert msgs[1]["state"] == "done" and msgs[1]["error"] is None
+    assert msgs[1]["parent_id"] == ids[0]   # appended to the current branch
     child = store.add_message(cid, "user", "branch", parent_id=ids[1])
     assert store.get_message(child)["parent_id"] == ids[1]
 
@@ -346,3 +347,34 @@ def test_conversations_are_listed_per_owner(tmp_path):
     assert [c["id"] for c in store.list_conversations(owner="a")] == [mine]
     assert len(store.list_conversations()) == 2
     assert store.get_conversation(mine)["owner"] == "a"
+
+
+def test_messages_form_a_tree_and_the_path_follows_the_chosen_branch(tmp_path):
+    store = Store(tmp_path)
+    cid = store.create_conversation()
+    q = store.add_message(cid, "user", "question")
+    a1 = store.add_message(cid, "assistant", "first answer")
+    a2 = store.add_message(cid, "assistant", "second answer", parent_id=q)   # regenerate
+    follow = store.add_message(cid, "user", "follow-up on the second")
+    path = store.conversation_path(cid)
+    assert [m["id"] for m in path] == [q, a2, follow]
+    assert path[1]["siblings"] == [a1, a2] and path[1]["version"] == 2
+    store.switch_branch(cid, a1)
+    assert [m["id"] for m in store.conversation_path(cid)] == [q, a1]
+    store.switch_branch(cid, a2)     # back: the newest descendant of a2 is shown again
+    assert [m["id"] for m in store.conversation_path(cid)][-1] == follow
+    assert len(store.conversation_messages(cid)) == 4   # every branch is kept (and exported)
+
+
+def test_flat_conversations_from_before_the_tree_become_a_chain(tmp_path):
+    import sqlite3
+    store = Store(tmp_path)
+    cid = store.create_conversation()
+    ids = [store.add_message(cid, role, text) for role, text in
+           (("user", "a"), ("assistant", "b"), ("user", "c"))]
+    with sqlite3.connect(store.path) as conn:   # as an old database had them
+        conn.execute("UPDATE messages SET parent_id = NULL")
+        conn.execute("ALTER TABLE conversations DROP COLUMN leaf_id")
+        conn.execute("PRAGMA user_version = 2")
+    store = Store(tmp_path)
+    assert [m["id"] for m in store.conversation_path(cid)] == ids
