@@ -1,12 +1,16 @@
 """Finished messages: Markdown with HTML disabled, state marks and the one-line metrics summary."""
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
 STATE_MARKS = {"stopped": "⏹ stopped", "failed": "⚠️ failed", "streaming": "… in progress elsewhere"}
 
 
-def render_message(message: dict, *, interrupted: bool = False) -> None:
+def render_message(message: dict, *, interrupted: bool = False,
+                   footer: Callable[[], None] | None = None) -> None:
+    """`footer` draws the message's controls (versions, edit, regenerate) inside its bubble."""
     with st.chat_message(message["role"]):
         with st.container(key=f"msg-{message['id']}"):
             if message["content"]:
@@ -14,6 +18,8 @@ def render_message(message: dict, *, interrupted: bool = False) -> None:
             if message["role"] == "assistant":
                 render_outcome(message.get("state"), message.get("error"), message.get("summary"),
                                interrupted=interrupted)
+        if footer is not None:
+            footer()
 
 
 def render_outcome(state: str | None, error: str | None, summary: str | None, *,

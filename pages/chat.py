@@ -14,6 +14,7 @@ from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
 from streamchat.replies import history_for_request, start_reply, up_to_last_user_message
+from streamchat.store import APPEND
 
 FRAME_S = 1 / 15   # render rate: frames, not tokens
 POLL_S = 0.01     # how often a pending click is noticed between frames
@@ -40,10 +41,6 @@ def send(conversation_id: str | None, text: str) -> None:
         st.toast(problem, icon="⚠️")
         if not text:
             return
-    previous = replies.get(conversation_id)
-    if previous is not None:
-        previous.generation.stop()   # a new message supersedes a reply still in progress
-        previous.saved.wait(2)       # so its partial text is in the history we send
     if conversation_id is None:
         conversation_id = store.create_conversation(owner=session_owner())
         open_conversation(conversation_id)
@@ -51,18 +48,47 @@ def send(conversation_id: str | None, text: str) -> None:
     reply_to_last_user_message(conversation_id)
 
 
-def reply_to_last_user_message(conversation_id: str) -> None:
-    """Start a reply to the conversation as it stood at its last user message (send and Retry)."""
+def start_generation(conversation_id: str, base: list[dict], **reply_args) -> None:
+    """Send `base` (a branch of the conversation) and fill a reply with the answer."""
+    previous = replies.get(conversation_id)
+    if previous is not None:
+        previous.generation.stop()   # a new request supersedes a reply still in progress
+        previous.saved.wait(2)       # so its partial text is saved before we build on it
     if options.endpoint is None:
-        store.add_message(conversation_id, "assistant", "", state="failed", error=options.problem)
+        store.add_message(conversation_id, "assistant", "", state="failed", error=options.problem,
+                          **({"parent_id": base[-1]["id"]} if base else {}))
         return
-    base = up_to_last_user_message(store.conversation_messages(conversation_id))
     history = history_for_request(base, options.system_prompt,
                                   skip_oldest=trimmed.get(conversation_id, 0))
     request = GenerationRequest(history, stream=options.stream, params=options.params,
                                 timeouts=options.timeouts)
     replies[conversation_id] = start_reply(ctx.runner, store, conversation_id, request,
-                                           options.endpoint)
+                                           options.endpoint, **reply_args)
+
+
+def reply_to_last_user_message(conversation_id: str) -> None:
+    """A new version of the reply to the branch's last user message (send, Retry, Regenerate):
+    an earlier reply there stays as a sibling version."""
+    base = up_to_last_user_message(store.conversation_path(conversation_id))
+    start_generation(conversation_id, base, parent_id=base[-1]["id"] if base else APPEND)
+
+
+def continue_reply(conversation_id: str, message: dict) -> None:
+    """The model carries on from the partial reply, which stays; the new text is appended."""
+    path = store.conversation_path(conversation_id)
+    base = path[:[m["id"] for m in path].index(message["id"]) + 1]
+    start_generation(conversation_id, base, continue_message=message)
+
+
+def send_edit(conversation_id: str, message: dict) -> None:
+    """The edited text becomes a new version of the user message, answered afresh."""
+    text, problem = clean_user_message(state.get(f"edit-text-{message['id']}"))
+    state.editing = None
+    if problem:
+        st.toast(problem, icon="⚠️")
+        return
+    store.add_message(conversation_id, "user", text, parent_id=message["parent_id"])
+    reply_to_last_user_message(conversation_id)
 
 
 def trim_and_retry(conversation_id: str, n_before_last_user: int) -> None:
@@ -72,22 +98,57 @@ def trim_and_retry(conversation_id: str, n_before_last_user: int) -> None:
     reply_to_last_user_message(conversation_id)
 
 
-def recovery_actions(conversation_id: str, messages: list[dict]) -> None:
-    """Retry (and, for a context overflow, trim) under a reply that failed or was stopped."""
-    last = messages[-1]
-    if last["role"] == "assistant" and last["state"] not in ("failed", "stopped", "streaming"):
+def version_switcher(conversation_id: str, message: dict) -> None:
+    """‹ 2/3 › between the versions of a message; the rest of the chat follows the choice."""
+    siblings, i = message["siblings"], message["version"] - 1
+    if len(siblings) < 2:
         return
-    if last["role"] == "assistant" and last["state"] == "stopped" and last["content"]:
-        label = "🔁 Regenerate"
-    else:
-        label = "🔁 Retry"
-    left, right, _ = st.columns([1, 2, 3])
-    left.button(label, key=f"retry-{last['id']}", on_click=reply_to_last_user_message,
-                args=(conversation_id,), help="Send the last user message again.")
-    n_before = len(up_to_last_user_message(messages)) - 1
-    kind = (last.get("metrics") or {}).get("error_kind")
+    back, label, forward, _ = st.columns([1, 2, 1, 12], vertical_alignment="center")
+    back.button("‹", key=f"prev-{message['id']}", disabled=i == 0, type="tertiary",
+                on_click=store.switch_branch, args=(conversation_id, siblings[i - 1]))
+    label.caption(f"{i + 1}/{len(siblings)}")
+    forward.button("›", key=f"next-{message['id']}", disabled=i == len(siblings) - 1,
+                   type="tertiary", on_click=store.switch_branch,
+                   args=(conversation_id, siblings[min(i + 1, len(siblings) - 1)]))
+
+
+def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
+    """Under a message: its versions, Edit (user), Regenerate / Continue / Retry (last reply)."""
+    version_switcher(conversation_id, message)
+    if message["role"] == "user":
+        if state.get("editing") == message["id"]:
+            st.text_area("Edit message", value=message["content"], key=f"edit-text-{message['id']}",
+                         label_visibility="collapsed")
+            send, cancel, _ = st.columns([2, 1, 5])
+            send.button("Send edited", key=f"edit-send-{message['id']}", type="primary",
+                        on_click=send_edit, args=(conversation_id, message))
+            cancel.button("Cancel", key=f"edit-cancel-{message['id']}",
+                          on_click=lambda: state.update(editing=None))
+        else:
+            st.button("✏️ Edit", key=f"edit-{message['id']}", type="tertiary",
+                      on_click=lambda mid=message["id"]: state.update(editing=mid),
+                      help="Change this message and resend from here; the old version stays.")
+        if is_last:   # a user message with no reply (e.g. the app stopped): offer one
+            st.button("🔁 Retry", key=f"retry-{message['id']}", on_click=reply_to_last_user_message,
+                      args=(conversation_id,))
+        return
+    if not is_last:
+        return
+    cut_off = message["state"] == "stopped" or (message.get("metrics") or {}).get(
+        "finish_reason") == "length"
+    first, second, third, _ = st.columns([1, 1, 2, 2])
+    label = "🔁 Retry" if message["state"] in ("failed", "streaming") else "🔁 Regenerate"
+    first.button(label, key=f"retry-{message['id']}", on_click=reply_to_last_user_message,
+                 args=(conversation_id,),
+                 help="Ask again for the last user message; this reply stays as a version.")
+    if cut_off and message["content"]:
+        second.button("▶ Continue", key=f"continue-{message['id']}", on_click=continue_reply,
+                      args=(conversation_id, message),
+                      help="The model carries on from where this reply stopped.")
+    n_before = len(up_to_last_user_message(store.conversation_path(conversation_id))) - 1
+    kind = (message.get("metrics") or {}).get("error_kind")
     if kind == "context_length" and trimmed.get(conversation_id, 0) < n_before:
-        right.button("✂️ Trim oldest messages and retry", key=f"trim-{last['id']}",
+        third.button("✂️ Trim oldest messages and retry", key=f"trim-{message['id']}",
                      on_click=trim_and_retry, args=(conversation_id, n_before),
                      help="Leave the oldest half of the earlier messages out of what is sent.")
 
@@ -112,7 +173,7 @@ def show_live(reply) -> None:
         # The first text goes out at once, not at the next frame: that is the visible TTFT.
         if finished or (g.text and not shown_text) or time.perf_counter() >= next_frame:
             next_frame = time.perf_counter() + FRAME_S
-            live.render(g.text, growing=not finished)
+            live.render(reply.text, growing=not finished)
             shown_text = bool(g.text)
             wait_text = status_text(g, metrics.compute(g)) if not g.text and not finished else ""
             if wait_text != shown_wait:
@@ -140,18 +201,17 @@ def show_live(reply) -> None:
 
 conversation_id = current_conversation_id(store)
 active = replies.get(conversation_id) if conversation_id else None
-messages = store.conversation_messages(conversation_id) if conversation_id else []
+messages = store.conversation_path(conversation_id) if conversation_id else []
 
 if trimmed.get(conversation_id):
     st.caption(f"✂️ The {trimmed[conversation_id]} oldest messages are left out of what is sent "
                "to the model (they were too long for its context).")
-for message in messages:
+for n, message in enumerate(messages):
     if active is not None and message["id"] == active.message_id:
         continue
-    render_message(message, interrupted=message["state"] == "streaming")
-
-if messages and active is None:
-    recovery_actions(conversation_id, messages)
+    is_last = n == len(messages) - 1
+    render_message(message, interrupted=message["state"] == "streaming",
+                   footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
 
 if not messages:
     st.markdown("#### Try one of these")
@@ -168,7 +228,8 @@ if prompt:
 
 if active is not None:
     show_live(active)
-    recovery_actions(conversation_id, store.conversation_messages(conversation_id))
+    # The finished reply gets its actions in place, without a re-run that would re-send the chat.
+    message_actions(conversation_id, store.conversation_path(conversation_id)[-1], True)
 elif state.get("last_generation") is not None:
     ctx.metrics_panel().update(state.last_generation)
 else:

@@ -16,7 +16,7 @@ from . import metrics
 from .config import LOCAL
 from .generation import Generation, GenerationRequest
 from .runner import EndpointSource, Runner
-from .store import run_fields_from_generation
+from .store import APPEND, run_fields_from_generation
 from .tokens import TokenCount, count_text_tokens
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,15 @@ class ActiveReply:
     generation: Generation
     conversation_id: str
     message_id: str
+    prefix: str = ""     # text the message had before this generation (Continue appends to it)
     saved: threading.Event = field(default_factory=threading.Event)
     # Orders the partial flushes against the final save, so a late flush never overwrites it.
     lock: threading.Lock = field(default_factory=threading.Lock)
     flushed_len: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.prefix + self.generation.text
 
 
 class PartialFlusher:
@@ -94,7 +99,7 @@ class PartialFlusher:
 
 def flush_partial(store, reply: ActiveReply) -> None:
     with reply.lock:
-        text = reply.generation.text
+        text = reply.text
         if reply.saved.is_set() or len(text) == reply.flushed_len:
             return
         try:
@@ -130,7 +135,7 @@ def _save_generation(store, reply: ActiveReply) -> None:
         count_args = ({"local_token_count": counted.n, "local_token_source": counted.source}
                       if counted else {})
         m = metrics.compute(g, **count_args)
-        store.update_message(reply.message_id, content=g.text, state=g.state,
+        store.update_message(reply.message_id, content=reply.text, state=g.state,
                              error=g.error.message if g.error else None,
                              summary=metrics.summary_line(m), metrics=message_metrics(g, m))
         store.record_run(**run_fields_from_generation(
@@ -154,14 +159,23 @@ def metrics_dict(m: metrics.Metrics) -> dict:
 
 def message_metrics(g: Generation, m: metrics.Metrics) -> dict:
     """What a saved message keeps about its generation: the metrics and, if it failed, why."""
-    return {**metrics_dict(m), "error_kind": g.error.kind if g.error else None}
+    return {**metrics_dict(m), "error_kind": g.error.kind if g.error else None,
+            "finish_reason": g.finish_reason}
 
 
 def start_reply(runner: Runner, store, conversation_id: str, request: GenerationRequest,
-                endpoint: EndpointSource) -> ActiveReply:
-    message_id = store.add_message(conversation_id, "assistant", "", state="streaming")
+                endpoint: EndpointSource, *, parent_id=APPEND,
+                continue_message: dict | None = None) -> ActiveReply:
+    """Start a generation and the assistant message it fills: a new one (appended to the
+    branch, or under `parent_id` as a new version), or `continue_message` carried on."""
+    if continue_message is not None:
+        message_id, prefix = continue_message["id"], continue_message["content"]
+        store.update_message(message_id, state="streaming")
+    else:
+        message_id, prefix = store.add_message(conversation_id, "assistant", "", state="streaming",
+                                               parent_id=parent_id), ""
     generation = runner.start(request, endpoint)
-    reply = ActiveReply(generation, conversation_id, message_id)
+    reply = ActiveReply(generation, conversation_id, message_id, prefix)
     generation.add_done_callback(lambda _g: _savers.submit(save_generation, store, reply))
     flusher.watch(store, reply)
     return reply

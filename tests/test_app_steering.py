@@ -1,0 +1,76 @@
+"""Regenerate, edit & resend, continue, and switching between versions (AppTest)."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from streamchat.store import Store
+from tests.scripted_server import Script, ScriptedServer
+from tests.test_app import PAGE_SCRIPT
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ScriptedServer(Script(tokens=3, rate=0, token_text="r{i} ")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def app(server, tmp_path, monkeypatch):
+    server.reset()
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
+                        "OPENAI_MODEL": "scripted", "STREAMCHAT_DATA_DIR": str(tmp_path / "data"),
+                        "STREAMCHAT_TEST_PAGE": "chat"}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=30)
+    at.run()
+    return at
+
+
+def texts(at, role):
+    return [" ".join(md.value for md in m.markdown) for m in at.chat_message if m.name == role]
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_regenerate_keeps_the_old_reply_as_a_version_and_switching_follows_it(app, server):
+    server.queue(Script(text="first answer"))
+    app.chat_input[0].set_value("question").run()
+    server.queue(Script(text="second answer"))
+    button(app, "🔁 Regenerate").click().run()
+    assert not app.exception
+    assert texts(app, "assistant")[-1].startswith("second answer")
+    assert any(c.value == "2/2" for c in app.caption)
+    assert server.requests[-1].body["messages"][-1]["content"] == "question"
+    button(app, "‹").click().run()
+    assert texts(app, "assistant") and texts(app, "assistant")[-1].startswith("first answer")
+    assert any(c.value == "1/2" for c in app.caption)
+
+
+def test_edit_resends_from_there_and_the_rest_follows_the_branch(app, server, tmp_path):
+    app.chat_input[0].set_value("one").run()
+    app.chat_input[0].set_value("two").run()
+    edit_buttons = [b for b in app.button if b.label == "✏️ Edit"]
+    edit_buttons[0].click().run()                   # edit the first user message
+    app.text_area[0].set_value("one, edited").run()
+    button(app, "Send edited").click().run()
+    assert not app.exception
+    assert texts(app, "user") == ["one, edited"]    # "two" belonged to the other branch
+    sent = [m["content"] for m in server.requests[-1].body["messages"] if m["role"] == "user"]
+    assert sent == ["one, edited"]
+    button(app, "‹").click().run()                  # back to the original first message…
+    assert texts(app, "user") == ["one", "two"]     # …and its whole branch
+    assert len(Store(tmp_path / "data").conversation_messages(
+        Store(tmp_path / "data").list_conversations()[0]["id"])) == 6
+
+
+def test_continue_carries_on_from_a_cut_off_reply_which_stays(app, server):
+    server.queue(Script(text="The start of", finish_reason="length"))
+    app.chat_input[0].set_value("tell me").run()
+    server.queue(Script(text=" a long story."))
+    button(app, "▶ Continue").click().run()
+    assert not app.exception
+    assert texts(app, "assistant")[-1].startswith("The start of a long story.")
+    sent = server.requests[-1].body["messages"]
+    assert sent[-1] == {"role": "assistant", "content": "The start of"}
