@@ -64,6 +64,7 @@ class GenerationRequest:
     stream: bool = True
     params: GenerationParams = GenerationParams()
     timeouts: Timeouts = Timeouts()
+    stop_rules: tuple = ()   # stop_rules.Rule: checked on the partial text as it streams
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class Generation:
         self.finish_reason: str | None = None
         self.model_reported: str | None = None       # model name echoed by the server
         self.error: ErrorInfo | None = None
+        self.rules = None            # stop_rules.StopRuleEvaluator when the request has rules
+        self.rule_hit = None         # stop_rules.RuleHit: the rule that stopped this reply, and where
         self._finished = threading.Event()
         self._stop_callback: Callable[[], None] | None = None
         self._done_callbacks: list[Callable[[Generation], None]] = []

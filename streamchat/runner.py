@@ -56,6 +56,11 @@ def _extra(obj: Any, name: str) -> Any:
     return extra.get(name)
 
 
+def _evaluator(rules):
+    from .stop_rules import StopRuleEvaluator
+    return StopRuleEvaluator(rules)
+
+
 class Runner:
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -155,7 +160,7 @@ class Runner:
                 exc, base_url=base_url, model=model, had_content=bool(generation.text),
                 secrets=secrets, embedded=bool(endpoint and endpoint.provider == LOCAL)))
             return
-        generation._finish(DONE)
+        generation._finish(STOPPED if generation.rule_hit is not None else DONE)
 
     def _request_kwargs(self, generation: Generation, endpoint: Endpoint) -> dict[str, Any]:
         request = generation.request
@@ -172,6 +177,9 @@ class Runner:
         timeouts = generation.request.timeouts
         kwargs = self._request_kwargs(generation, endpoint)
         loop = asyncio.get_running_loop()
+        rules = generation.rules = (_evaluator(generation.request.stop_rules)
+                                    if generation.request.stop_rules else None)
+        timer = self._time_rule_timer(generation, loop) if rules is not None else None
         try:
             async with asyncio.timeout(timeouts.first_token) as deadline:
                 generation.t_sent = time.perf_counter()
@@ -184,14 +192,41 @@ class Runner:
                         self._absorb_chunk(generation, chunk, t)
                         if generation.t_first_content is not None:
                             deadline.reschedule(loop.time() + timeouts.idle)
+                        if rules is not None and self._rule_fired(generation, t):
+                            break   # leaving `async with` closes the response: the server stops
         except TimeoutError:
             if generation.t_first_content is None:
                 raise errors.FirstTokenTimeout(timeouts.first_token) from None
             raise errors.StreamStalled(timeouts.idle) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if generation.rule_hit is not None:
+            return
         if generation.finish_reason is None:
             raise errors.StreamEndedEarly()
         if not generation.text:
             raise errors.EmptyReply()
+
+    @staticmethod
+    def _rule_fired(generation: Generation, t: float) -> bool:
+        hit = generation.rules.check(generation.text, elapsed=t - generation.t_sent,
+                                     tokens=generation.content_chunk_count)
+        if hit is not None:
+            generation.rule_hit = hit
+        return hit is not None
+
+    def _time_rule_timer(self, generation: Generation, loop) -> asyncio.TimerHandle | None:
+        """A max-time rule must fire even when no chunk arrives (a long prefill, a stall)."""
+        limits = [r.value for r in generation.request.stop_rules if r.kind == "max_time"]
+        if not limits:
+            return None
+        task = asyncio.current_task()
+
+        def fire() -> None:
+            if not generation.is_finished and self._rule_fired(generation, time.perf_counter()):
+                task.cancel()   # the same path as Stop: the connection is closed at once
+        return loop.call_later(min(limits) + 0.001, fire)
 
     def _absorb_chunk(self, generation: Generation, chunk: Any, t: float) -> None:
         delta_text = ""
