@@ -97,8 +97,12 @@ def render_until_finished() -> None:
         if finished or time.perf_counter() >= next_frame:
             next_frame = time.perf_counter() + FRAME_S
             done, total = comparison.progress
-            progress.progress(done / total, text=f"{done} of {total} replies")
             pair = comparison.current
+            if pair is None and not finished:
+                progress.progress(0.0, text="warming up the connection (one uncounted "
+                                            "1-token request)…")
+            else:
+                progress.progress(done / total, text=f"{done} of {total} replies")
             for side in compare.SIDES:
                 g = pair.get(side) if pair else None
                 if g is None:

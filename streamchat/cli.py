@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequential: one after the other, alternating which goes first (fair, "
                         "default); race: both at once")
     p.add_argument("--base-url", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--model", help="model name (default: OPENAI_MODEL, else the first the endpoint lists)")
+    p.add_argument("--model", help="model name at the base URL (default: OPENAI_MODEL, else the first "
+                                    "the endpoint lists); the embedded model has just one")
     p.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
                    help=f"reply length limit (default {DEFAULT_MAX_TOKENS})")
     p.add_argument("--no-warmup", action="store_true",
@@ -186,10 +187,10 @@ def report(comparison: compare.Comparison, endpoint: Endpoint, args: argparse.Na
         print(f"{endpoint.model} at {safe_base_url(endpoint.base_url)} · {comparison.mode} · "
               f"{comparison.repeat} repeat(s)")
         print(format_table(summary))
-        for side, out in outcomes.items():
-            for message in out["errors"]:
-                print(f"{side} error: {_one_line(message, settings)}")
         print(verdict)
+    for side, out in outcomes.items():
+        for message in out["errors"]:
+            _say(f"{side} run failed: {_one_line(message, settings)}")
     if comparison.error:
         _say(_one_line(comparison.error, settings))
     complete = all(out["done"] > 0 for out in outcomes.values()) and not comparison.error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -32,6 +33,9 @@ MIN_REPEAT, MAX_REPEAT = 1, 20
 # Failures that the next repeat would only repeat: stop starting new ones.
 FATAL_ERROR_KINDS = frozenset({"unreachable", "auth", "model_not_found", "setup", "bad_request",
                                "context_length"})
+
+WARMUP_GRACE_S = 0.5   # how long the warm-up may go on after its first text
+WARMUP_MAX_S = 10.0    # a slow prefill must not hold the comparison up: stop the warm-up then
 
 DoneHook = Callable[[Generation, str], None]
 
@@ -71,7 +75,7 @@ class Comparison:
                  params: GenerationParams = GenerationParams(), repeat: int = 1,
                  mode: str = SEQUENTIAL, timeouts: Timeouts = Timeouts(),
                  runner: Runner | None = None, on_generation_done: DoneHook | None = None,
-                 warmup: bool = False):
+                 warmup: bool = True):
         self.repeat, self.mode = validate(repeat, mode)
         self.messages = tuple(dict(m) for m in messages)
         if not self.messages:
@@ -180,17 +184,22 @@ class Comparison:
             self._finished.set()
 
     def _warm_up(self, runner: Runner) -> None:
-        """One streamed request, same messages, max_tokens=1, stopped at its first text."""
+        """One streamed request, same messages, max_tokens=1, not counted.
+
+        Left to finish so its connection stays in the pool (a TLS handshake is part of the cold
+        start); stopped shortly after its first text if the server ignores max_tokens."""
         request = GenerationRequest(self.messages, stream=True, timeouts=self.timeouts,
                                     params=dataclasses.replace(self.params, max_tokens=1))
         with self._lock:
             if self._stopping.is_set():
                 return
             g = self.warmup_generation = runner.start(request, self.endpoint)
-        while not g.wait(0.01) and g.t_first_content is None:
+        deadline = time.monotonic() + WARMUP_MAX_S
+        while not g.wait(0.01) and g.t_first_content is None and time.monotonic() < deadline:
             pass
-        g.stop()
-        g.wait()
+        if not g.wait(WARMUP_GRACE_S):
+            g.stop()
+            g.wait()
 
     def _launch(self, runner: Runner, pair: ComparePair, stream: bool) -> Generation | None:
         request = GenerationRequest(self.messages, stream=stream, params=self.params,

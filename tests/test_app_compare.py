@@ -36,8 +36,9 @@ def test_a_comparison_runs_both_modes_and_records_them(page, server, tmp_path):
     page.button(key="cmp_run").click().run()
     assert not page.exception
     assert any("sooner" in s.value for s in page.success)
-    assert sorted(r.stream for r in server.requests) == [False, False, True, True]
-    assert all(r.body["temperature"] == 0 and r.body["seed"] == 1234 for r in server.requests)
+    counted = [r for r in server.requests if r.body.get("max_tokens") != 1]   # not the warm-up
+    assert sorted(r.stream for r in counted) == [False, False, True, True]
+    assert all(r.body["temperature"] == 0 and r.body["seed"] == 1234 for r in counted)
     summary = page.dataframe[0].value
     assert "Time to first text" in list(summary["metric"])
     runs = Store(tmp_path / "data").runs()
@@ -53,7 +54,7 @@ def test_empty_prompt_gets_a_message(page, server):
 
 
 def test_a_failing_side_is_named_in_the_verdict(page, server):
-    server.queue(Script(status=500), Script(status=500))
+    server.queue(Script(tokens=1), Script(status=500), Script(status=500))   # warm-up, then both
     page.button(key="cmp_run").click().run()
     assert not page.exception
     assert any("No comparison" in w.value and "500" in w.value for w in page.warning)

@@ -63,8 +63,9 @@ def test_sequential_shows_first_text_sooner_and_same_total_time(runner, server):
     assert tokens["stream_median"] == tokens["non_stream_median"] == 200
     assert row(summary, "chunks")["non_stream_median"] == 1
     assert "sooner" in c.verdict()
-    # One after the other, and the side that goes first alternates.
-    reqs = server.requests
+    # An uncounted warm-up, then one after the other, and the side that goes first alternates.
+    warmup, *reqs = server.requests
+    assert warmup.body["max_tokens"] == 1 and c.warmup_generation not in c.pairs[0].generations
     assert [r.stream for r in reqs] == [True, False, False, True]
     assert all(a.t_last_content_sent < b.t_received for a, b in zip(reqs, reqs[1:]))
     assert [p.stream_first for p in c.pairs] == [True, False]
@@ -74,7 +75,7 @@ def test_sequential_shows_first_text_sooner_and_same_total_time(runner, server):
 
 
 def test_race_runs_both_at_once(runner, server):
-    c = run(runner, server, "script:ttft=0.2,tokens=20,rate=50", mode=RACE, repeat=1)
+    c = run(runner, server, "script:ttft=0.2,tokens=20,rate=50", mode=RACE, repeat=1, warmup=False)
     assert [g.state for g in c.pairs[0].generations] == [DONE, DONE]
     a, b = (server.wait_for_end(r.id) for r in server.requests)
     assert a.stream != b.stream
@@ -84,7 +85,7 @@ def test_race_runs_both_at_once(runner, server):
 @pytest.mark.parametrize("mode", [SEQUENTIAL, RACE])
 def test_stop_ends_the_generations_in_flight_and_starts_no_more(runner, server, mode):
     c = Comparison(USER, endpoint(server, "script:ttft=0,tokens=10000,rate=100"), runner=runner,
-                   repeat=3, mode=mode).start()
+                   repeat=3, mode=mode, warmup=False).start()
     wait_until(lambda: c.current and c.current.stream and c.current.stream.content_chunk_count >= 3)
     c.stop()
     assert c.wait(2) and c.is_finished and c.stopped
@@ -118,7 +119,7 @@ def test_done_hook_is_called_once_per_generation_and_records_to_store(runner, se
         calls.append((g.id, side, g.state))
         record(g, side)
 
-    c = run(runner, server, QUICK, repeat=2, on_generation_done=hook)
+    c = run(runner, server, QUICK, repeat=2, warmup=False, on_generation_done=hook)
     assert sorted(calls) == sorted((g.id, STREAM if g.request.stream else NON_STREAM, DONE)
                                    for p in c.pairs for g in p.generations)
     assert len(calls) == 4
@@ -128,14 +129,25 @@ def test_done_hook_is_called_once_per_generation_and_records_to_store(runner, se
     store.close()
 
 
-def test_warmup_is_one_uncounted_request_stopped_at_its_first_text(runner, server):
+def test_warmup_is_one_uncounted_request(runner, server):
     calls = []
-    c = run(runner, server, "script:ttft=0.05,tokens=500,rate=1000", repeat=1, warmup=True,
-            on_generation_done=lambda g, side: calls.append(g))
+    c = run(runner, server, QUICK, repeat=1, on_generation_done=lambda g, side: calls.append(g))
     warmup, *measured = server.requests
     assert warmup.stream and warmup.body["max_tokens"] == 1 and len(measured) == 2
-    assert c.warmup_generation.state == STOPPED and warmup.outcome == "disconnected"
+    assert c.warmup_generation.state == DONE and warmup.outcome == "completed"
     assert len(calls) == 2 and c.warmup_generation not in calls and c.progress == (2, 2)
+
+
+def test_warmup_is_stopped_soon_after_its_first_text_when_max_tokens_is_ignored(runner, server):
+    c = Comparison(USER, endpoint(server, "script:ttft=0,tokens=10000,rate=100"), runner=runner)
+    c.start()
+    wait_until(lambda: c.current is not None)
+    c.stop()
+    assert c.wait(2)
+    g = c.warmup_generation
+    assert g.state == STOPPED
+    assert g.t_stop_requested - g.t_first_content == pytest.approx(compare.WARMUP_GRACE_S, abs=0.15)
+    assert server.requests[0].outcome == "disconnected"
 
 
 def test_a_broken_hook_is_reported_not_raised(runner, server):
@@ -149,7 +161,7 @@ def test_a_broken_hook_is_reported_not_raised(runner, server):
 def test_a_failed_side_is_reported_in_summary_and_verdict(runner, server):
     server.set_script(Script.from_model(QUICK))
     server.queue(Script(status=500))          # the first request (streaming) fails
-    c = run(runner, server, repeat=1)
+    c = run(runner, server, repeat=1, warmup=False)
     assert c.error is None
     assert c.pairs[0].stream.state == FAILED and c.pairs[0].whole.state == DONE
     first = row(c.summary(), "first_text_s")
@@ -162,7 +174,7 @@ def test_a_failed_side_is_reported_in_summary_and_verdict(runner, server):
 def test_a_partly_failed_side_still_compares_and_says_so(runner, server):
     server.set_script(Script.from_model(QUICK))
     server.queue(Script(status=500))
-    c = run(runner, server, repeat=2)
+    c = run(runner, server, repeat=2, warmup=False)
     verdict = c.verdict()
     assert "sooner" in verdict and "1 of 2 stream runs did not finish" in verdict
 
@@ -172,7 +184,7 @@ def test_an_unreachable_endpoint_stops_after_the_first_pair(runner):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     c = Comparison(USER, Endpoint("remote", f"http://127.0.0.1:{port}/v1", "m"), runner=runner,
-                   repeat=5).start()
+                   repeat=5, warmup=False).start()
     assert c.wait(10)
     assert len(c.pairs) == 1 and c.pairs[0].stream.error.kind == "unreachable"
     assert c.verdict().startswith("No comparison: Streaming failed: Cannot reach")

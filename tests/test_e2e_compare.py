@@ -42,7 +42,7 @@ def test_compare_page_shows_streaming_first_and_the_cli_agrees(stack):
         stream_first, whole_first = panel_first_text(page, "stream"), panel_first_text(page, "whole")
         assert stream_first == pytest.approx(0.5, rel=0.15)
         assert whole_first == pytest.approx(2.5, rel=0.15)
-        requests = srv.requests()
+        requests = [r for r in srv.requests() if r["body"].get("max_tokens") != 1]  # no warm-up
         assert sorted(r["stream"] for r in requests) == [False, True]
         assert all(r["body"]["temperature"] == 0 for r in requests)
 
@@ -74,11 +74,14 @@ def test_stop_on_the_compare_page_stops_both(stack):
         page.get_by_role("link", name="Compare").click()
         page.get_by_text("Race (at once)").click()
         wait_idle(page)
-        srv.queue({"ttft": 30, "prefill_silent": True}, {"ttft": 30, "prefill_silent": True})
+        srv.queue({"tokens": 1}, {"ttft": 30, "prefill_silent": True},
+                  {"ttft": 30, "prefill_silent": True})   # the warm-up, then both sides
         page.get_by_role("button", name="Run comparison").click()
-        srv.wait_for_request(2, timeout=15)
+        srv.wait_for_request(3, timeout=15)
         page.get_by_role("button", name="Stop", exact=True).click()
-        records = [srv.wait_for_end(r["id"], timeout=5) for r in srv.requests()]
+        records = [srv.wait_for_end(r["id"], timeout=5) for r in srv.requests()
+                   if r["body"].get("max_tokens") != 1]
+        assert len(records) == 2
         assert all(r["t_disconnected"] is not None for r in records)
         wait_for_text(page, "No comparison", timeout=10)
         wait_for_text(page, "stopped", timeout=10)
