@@ -201,6 +201,9 @@ class Runner:
         finally:
             if timer is not None:
                 timer.cancel()
+        if rules is not None and generation.rule_hit is None:
+            # A match at the very end (`foo$`) can only be sure once the text is complete.
+            self._rule_fired(generation, time.perf_counter(), final=True)
         if generation.rule_hit is not None:
             return
         if generation.finish_reason is None:
@@ -209,9 +212,9 @@ class Runner:
             raise errors.EmptyReply()
 
     @staticmethod
-    def _rule_fired(generation: Generation, t: float) -> bool:
+    def _rule_fired(generation: Generation, t: float, final: bool = False) -> bool:
         hit = generation.rules.check(generation.text, elapsed=t - generation.t_sent,
-                                     tokens=generation.content_chunk_count)
+                                     tokens=generation.content_chunk_count, final=final)
         if hit is not None:
             generation.rule_hit = hit
         return hit is not None

@@ -190,3 +190,27 @@ def test_many_generations_at_once_share_one_loop(runner, server):
     assert all(g.wait(10) for g in gens)
     assert all(g.state == DONE and g.text == "tok " * 40 for g in gens)
     wait_until(lambda: runner.active_count == 0)
+
+
+def test_a_fired_stop_rule_closes_the_connection_within_250ms(runner, server):
+    from streamchat.stop_rules import parse_phrases
+    server.queue(Script(tokens=1000, rate=100, token_text="w{i} "))
+    request = GenerationRequest(USER, stop_rules=(parse_phrases("w30"),))
+    g = runner.start(request, endpoint(server))
+    t_server_saw = server.wait_for_disconnect(timeout=5)
+    assert g.wait(2) and g.state == STOPPED
+    hit = g.rule_hit
+    assert hit.matched == "w30" and g.text[hit.start:hit.end] == "w30"
+    t_match = g.content_times[30]          # the chunk "w30 " that completed the match
+    assert t_server_saw - t_match < 0.25
+    assert "w40" not in g.text
+
+
+def test_a_max_time_rule_fires_without_any_chunk_during_prefill(runner, server):
+    from streamchat.stop_rules import make_limit_rule
+    server.queue(Script(ttft=30, prefill_silent=True))
+    g = runner.start(GenerationRequest(USER, stop_rules=(make_limit_rule("max_time", 0.3),)),
+                     endpoint(server))
+    t_server_saw = server.wait_for_disconnect(timeout=5)
+    assert g.wait(2) and g.state == STOPPED and g.rule_hit.rule.kind == "max_time"
+    assert 0.3 <= t_server_saw - g.t_sent < 0.3 + 0.25
