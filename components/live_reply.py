@@ -25,3 +25,9 @@ class LiveReply:
             else:
                 self._tail.empty()
             self._shown_tail = shown
+
+    def replace(self, text: str) -> None:
+        """Show `text` instead of what was streamed (e.g. with a matched part hidden)."""
+        self._blocks.empty()
+        self._tail.markdown(text)
+        self._shown_tail = text

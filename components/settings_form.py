@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from streamchat import stop_rules
 from streamchat.config import LOCAL, REMOTE, Settings
 from streamchat.generation import GenerationParams, Timeouts
 from streamchat.providers import ProviderError, RemoteConfig, list_models, local_endpoint, \
@@ -24,6 +25,8 @@ class ChatOptions:
     system_prompt: str
     params: GenerationParams
     timeouts: Timeouts
+    stop_rules: tuple = ()
+    hide_matches: bool = False
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -59,6 +62,8 @@ def settings_form(settings: Settings, container) -> ChatOptions:
                                          "giving up. Non-stream replies get the whole-reply bound.")
             idle = st.number_input("Idle timeout between chunks (s)", 0.5, 600.0, 30.0, 1.0,
                                    key="opt_t_idle")
+        with st.expander("Stop rules", expanded=False):
+            rules, hide = stop_rules_fields(bool(stream))
     state.setdefault("opt_stream", True)
     return ChatOptions(
         provider=provider, endpoint=endpoint, problem=problem, model_label=model_label,
@@ -66,7 +71,37 @@ def settings_form(settings: Settings, container) -> ChatOptions:
         params=GenerationParams(temperature=float(temperature), max_tokens=int(max_tokens),
                                 seed=int(seed) if seed is not None else None),
         timeouts=Timeouts(connect=float(connect), first_token=float(first), idle=float(idle)),
+        stop_rules=rules, hide_matches=hide,
     )
+
+
+def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
+    """Rules checked on the partial reply as it streams; a hit stops it like the Stop button."""
+    st.caption("Checked on the reply while it streams; the first rule that matches stops it "
+               "(the server stops too). " + ("" if stream else "**Needs Stream on.**"))
+    phrases = st.text_area("Words or phrases (comma or newline separated)", key="rule_phrases",
+                           height=68, max_chars=5000)
+    pattern = st.text_input("Regular expression", key="rule_regex", max_chars=500,
+                            help="Python syntax; ^ and $ match at line starts and ends.")
+    max_time = st.number_input("Max time (s, 0 = off)", 0.0, 3600.0, 0.0, 1.0, key="rule_max_time")
+    max_tokens = st.number_input("Max tokens streamed (0 = off)", 0, 100_000, 0, 10,
+                                 key="rule_max_tokens")
+    hide = st.checkbox("Hide the matched part", key="rule_hide")
+    rules = []
+    try:
+        if rule := stop_rules.parse_phrases(phrases or ""):
+            rules.append(rule)
+        if pattern.strip():
+            rules.append(stop_rules.make_regex_rule(pattern))
+        if max_time:
+            rules.append(stop_rules.make_limit_rule(stop_rules.MAX_TIME, max_time))
+        if max_tokens:
+            rules.append(stop_rules.make_limit_rule(stop_rules.MAX_TOKENS, int(max_tokens)))
+    except stop_rules.RuleError as exc:
+        st.error(str(exc))
+    if rules and stream:
+        st.caption("Active: " + "; ".join(r.describe() for r in rules))
+    return (tuple(rules) if stream else ()), bool(hide)
 
 
 def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource | None, str | None, str]:

@@ -8,7 +8,7 @@ import streamlit as st
 from components.context import context
 from components.conversations import current_conversation_id, open_conversation, session_owner
 from components.live_reply import LiveReply
-from components.message_view import render_message, render_outcome
+from components.message_view import render_message, render_outcome, shown_content
 from components.metrics_panel import status_text
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
@@ -61,7 +61,7 @@ def start_generation(conversation_id: str, base: list[dict], **reply_args) -> No
     history = history_for_request(base, options.system_prompt,
                                   skip_oldest=trimmed.get(conversation_id, 0))
     request = GenerationRequest(history, stream=options.stream, params=options.params,
-                                timeouts=options.timeouts)
+                                timeouts=options.timeouts, stop_rules=options.stop_rules)
     replies[conversation_id] = start_reply(ctx.runner, store, conversation_id, request,
                                            options.endpoint, **reply_args)
 
@@ -153,19 +153,29 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
                      help="Leave the oldest half of the earlier messages out of what is sent.")
 
 
+def near_miss_text(g) -> str:
+    """Live moderation hint: which stop rule the partial reply is getting close to."""
+    if g.rules is None or g.t_sent is None or g.is_finished:
+        return ""
+    near = [n for n in g.rules.near_misses(g.text, elapsed=time.perf_counter() - g.t_sent,
+                                           tokens=g.content_chunk_count) if n.progress >= 0.5]
+    return "🟠 " + " · ".join(n.describe() for n in near) if near else ""
+
+
 def show_live(reply) -> None:
     """Render frames until the generation ends; the runner keeps it going between runs."""
     g = reply.generation
     with st.chat_message("assistant"):
         live = LiveReply(st.container(key="live-reply"))
         waiting = st.empty()
+        near_slot = st.empty()
         outcome = st.empty()
         stop_slot = st.empty()
     if g.is_active:
         stop_slot.button("Stop", key=f"stop-{g.id}", on_click=g.stop, type="primary",
                          help="Stop the reply: the connection is closed and the server stops generating.")
     panel = ctx.metrics_panel()
-    shown_wait = None
+    shown_wait = shown_near = None
     shown_text = False
     next_frame = 0.0
     while True:
@@ -182,6 +192,13 @@ def show_live(reply) -> None:
                 else:
                     waiting.empty()
                 shown_wait = wait_text
+            near = near_miss_text(g)
+            if near != shown_near:
+                if near:
+                    near_slot.caption(near)
+                else:
+                    near_slot.empty()
+                shown_near = near
             panel.update(g)
         if finished:
             break
@@ -190,11 +207,15 @@ def show_live(reply) -> None:
         # once, and its callback runs first thing in the next run, without a frame's worth of wait.
         state.get("_yield_point")
     stop_slot.empty()
+    near_slot.empty()
     reply.saved.wait(5)
     saved = store.get_message(reply.message_id) or {}
+    if g.rule_hit is not None and options.hide_matches and saved:
+        live.replace(shown_content(saved, hide_matches=True))
     with outcome.container():
         render_outcome(g.state, g.error.message if g.error else None,
-                       saved.get("summary") or metrics.summary_line(metrics.compute(g)))
+                       saved.get("summary") or metrics.summary_line(metrics.compute(g)),
+                       note=g.rule_hit.describe() if g.rule_hit else None)
     state.last_generation = g
     replies.pop(reply.conversation_id, None)
 
@@ -211,7 +232,7 @@ for n, message in enumerate(messages):
         continue
     is_last = n == len(messages) - 1
     render_message(message, interrupted=message["state"] == "streaming",
-                   footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
+                   hide_matches=options.hide_matches, footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
 
 if not messages:
     st.markdown("#### Try one of these")

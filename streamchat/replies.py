@@ -137,7 +137,8 @@ def _save_generation(store, reply: ActiveReply) -> None:
         m = metrics.compute(g, **count_args)
         store.update_message(reply.message_id, content=reply.text, state=g.state,
                              error=g.error.message if g.error else None,
-                             summary=metrics.summary_line(m), metrics=message_metrics(g, m))
+                             summary=metrics.summary_line(m),
+                             metrics=message_metrics(g, m, offset=len(reply.prefix)))
         store.record_run(**run_fields_from_generation(
             g, source="chat", conversation_id=reply.conversation_id, message_id=reply.message_id,
             **count_args))
@@ -157,10 +158,15 @@ def metrics_dict(m: metrics.Metrics) -> dict:
     return out
 
 
-def message_metrics(g: Generation, m: metrics.Metrics) -> dict:
-    """What a saved message keeps about its generation: the metrics and, if it failed, why."""
+def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0) -> dict:
+    """What a saved message keeps about its generation: the metrics, why it failed, and which
+    stop rule ended it where (offsets into the message, which may start with `offset` older
+    characters when the reply was continued)."""
+    hit = g.rule_hit
     return {**metrics_dict(m), "error_kind": g.error.kind if g.error else None,
-            "finish_reason": g.finish_reason}
+            "finish_reason": g.finish_reason,
+            "stop_rule": {"describe": hit.describe(), "start": offset + hit.start,
+                          "end": offset + hit.end} if hit else None}
 
 
 def start_reply(runner: Runner, store, conversation_id: str, request: GenerationRequest,

@@ -74,3 +74,24 @@ def test_continue_carries_on_from_a_cut_off_reply_which_stays(app, server):
     assert texts(app, "assistant")[-1].startswith("The start of a long story.")
     sent = server.requests[-1].body["messages"]
     assert sent[-1] == {"role": "assistant", "content": "The start of"}
+
+
+def test_a_stop_rule_stops_the_reply_marks_where_and_can_hide_the_match(app, server, tmp_path):
+    server.queue(Script(text="all fine until the secret word appears and more text follows here"))
+    app.text_area(key="rule_phrases").set_value("secret").run()
+    app.checkbox(key="rule_hide").check().run()
+    app.chat_input[0].set_value("go").run()
+    assert not app.exception
+    shown = texts(app, "assistant")[-1]
+    assert "secret" not in shown and "█████" in shown and "follows here" not in shown
+    assert any('stopped by phrase "secret"' in c.value for c in app.caption)
+    store = Store(tmp_path / "data")
+    reply = store.conversation_messages(store.list_conversations()[0]["id"])[-1]
+    assert reply["state"] == "stopped" and "secret" in reply["content"]   # kept, only hidden
+    assert server.requests[-1].outcome == "disconnected"
+
+
+def test_an_invalid_regex_gets_a_message(app):
+    app.text_input(key="rule_regex").set_value("(unclosed").run()
+    assert not app.exception
+    assert any("Invalid regular expression" in e.value for e in app.error)
