@@ -61,13 +61,17 @@ def conversations_sidebar(store, container, busy_ids: set[str]) -> None:
             label = ("▶ " if conv["id"] in busy_ids else "") + (title[:40] + ("…" if len(title) > 40 else ""))
             st.button(label, key=f"conv_{conv['id']}", on_click=open_conversation, args=(conv["id"],),
                       type="primary" if conv["id"] == current else "tertiary", width="stretch")
-        if current and (conv := store.get_conversation(current)):
-            messages = store.conversation_messages(current)
+        if current and store.get_conversation(current):
+            def export_as(render):
+                # Built when clicked, not when the sidebar is drawn: a reply that finishes later
+                # in the same run is in the file.
+                return lambda: render(store.get_conversation(current),
+                                      store.conversation_messages(current))
             md, js = st.columns(2)
-            md.download_button("⬇ Markdown", export.conversation_markdown(conv, messages),
+            md.download_button("⬇ Markdown", export_as(export.conversation_markdown),
                                file_name=f"chat-{current[:8]}.md", mime="text/markdown",
                                on_click="ignore", key="dl_md")
-            js.download_button("⬇ JSON", export.conversation_json(conv, messages),
+            js.download_button("⬇ JSON", export_as(export.conversation_json),
                                file_name=f"chat-{current[:8]}.json", mime="application/json",
                                on_click="ignore", key="dl_json")
             if st.button("🗑 Delete this chat", key="conv_delete", disabled=current in busy_ids):

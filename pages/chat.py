@@ -13,7 +13,8 @@ from components.metrics_panel import status_text
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
-from streamchat.replies import history_for_request, start_reply, up_to_last_user_message
+from streamchat.replies import (flusher, history_for_request, start_reply,
+                                up_to_last_user_message)
 from streamchat.store import APPEND
 
 FRAME_S = 1 / 15   # render rate: frames, not tokens
@@ -223,6 +224,11 @@ def show_live(reply) -> None:
 conversation_id = current_conversation_id(store)
 active = replies.get(conversation_id) if conversation_id else None
 messages = store.conversation_path(conversation_id) if conversation_id else []
+if active is None and messages and messages[-1]["state"] == "streaming":
+    # Still streaming in this process (the page was reloaded mid-reply): show it live again.
+    active = flusher.live(messages[-1]["id"])
+    if active is not None:
+        replies[conversation_id] = active
 
 if trimmed.get(conversation_id):
     st.caption(f"✂️ The {trimmed[conversation_id]} oldest messages are left out of what is sent "
@@ -231,7 +237,8 @@ for n, message in enumerate(messages):
     if active is not None and message["id"] == active.message_id:
         continue
     is_last = n == len(messages) - 1
-    render_message(message, interrupted=message["state"] == "streaming",
+    render_message(message, interrupted=message["state"] == "streaming" and
+                   flusher.live(message["id"]) is None,
                    hide_matches=options.hide_matches, footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
 
 if not messages:

@@ -37,6 +37,10 @@ class EmptyReply(Exception):
     pass
 
 
+class MalformedChunk(Exception):
+    """Valid JSON, but not the shape of a chat-completion chunk."""
+
+
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
@@ -91,7 +95,7 @@ def _classify(exc: BaseException, *, base_url: str, model: str, had_content: boo
         return ErrorInfo("dropped", f"The connection closed before the reply finished.{kept} Retry.")
     if isinstance(exc, EmptyReply):
         return ErrorInfo("empty_reply", "The model returned an empty reply. Retry or rephrase.")
-    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, MalformedChunk)):
         return ErrorInfo("malformed",
                          f"The server sent a malformed chunk the app could not read.{kept} Retry; "
                          "if it persists the endpoint is not OpenAI-compatible.")
@@ -132,4 +136,6 @@ def _classify(exc: BaseException, *, base_url: str, model: str, had_content: boo
                          status, _retry_after(exc))
     if isinstance(exc, openai.OpenAIError):
         return ErrorInfo("client_error", f"Request failed: {str(exc)[:200]}")
-    return ErrorInfo("unexpected", f"Unexpected error: {type(exc).__name__}: {str(exc)[:200]}{kept}")
+    detail = " ".join(str(exc).split())[:200]
+    return ErrorInfo("unexpected", f"Unexpected error ({type(exc).__name__}: {detail}).{kept} "
+                                   "Retry; if it persists, report it with the app's log.")

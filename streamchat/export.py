@@ -32,8 +32,12 @@ def conversation_markdown(conversation: dict, messages: list[dict]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+PRIVATE_FIELDS = ("owner",)   # the session token: whoever has it can list that session's chats
+
+
 def conversation_json(conversation: dict, messages: list[dict]) -> str:
-    return _dumps({**conversation, "messages": messages})
+    public = {k: v for k, v in conversation.items() if k not in PRIVATE_FIELDS}
+    return _dumps({**public, "messages": messages})
 
 
 def runs_json(runs: list[dict]) -> str:

@@ -80,6 +80,13 @@ class PartialFlusher:
                 self._thread.start()
         self._wake.set()
 
+    def live(self, message_id: str) -> ActiveReply | None:
+        """The reply still streaming into `message_id` in this process, if any (after a reload,
+        the new browser session picks it up instead of calling it interrupted)."""
+        with self._lock:
+            entry = self._watched.get(message_id)
+        return entry[1] if entry and not entry[1].saved.is_set() else None
+
     def _loop(self) -> None:
         while True:
             self._wake.wait()

@@ -151,7 +151,7 @@ class Runner:
         except Exception as exc:  # every failure becomes a value on the generation
             if not isinstance(exc, (openai.OpenAIError, errors.FirstTokenTimeout,
                                     errors.StreamStalled, errors.StreamEndedEarly,
-                                    errors.EmptyReply)):
+                                    errors.EmptyReply, errors.MalformedChunk)):
                 log.info("generation %s failed: %s", generation.id, type(exc).__name__)
             base_url = endpoint.base_url if endpoint else ""
             model = endpoint.model if endpoint else ""
@@ -189,7 +189,10 @@ class Runner:
                 async with stream:
                     async for chunk in stream:
                         t = time.perf_counter()
-                        self._absorb_chunk(generation, chunk, t)
+                        try:
+                            self._absorb_chunk(generation, chunk, t)
+                        except (AttributeError, TypeError, ValueError) as exc:
+                            raise errors.MalformedChunk(type(exc).__name__) from None
                         if generation.t_first_content is not None:
                             deadline.reschedule(loop.time() + timeouts.idle)
                         if rules is not None and self._rule_fired(generation, t):
@@ -238,6 +241,8 @@ class Runner:
                 continue
             delta = choice.delta
             if delta is not None and delta.content:
+                if not isinstance(delta.content, str):
+                    raise TypeError("delta.content is not text")
                 delta_text += delta.content
             if choice.finish_reason:
                 generation.finish_reason = choice.finish_reason

@@ -340,12 +340,7 @@ def test_json_of_the_wrong_shape_fails_cleanly_and_keeps_the_text(runner, piece_
     assert g.error.message.strip() and "Traceback" not in g.error.message
 
 
-# BUG: streamchat/runner.py `_absorb_chunk` assumes the chunk's shape (chunk.choices, choice.index,
-# delta.content a str). Other JSON raises AttributeError/TypeError there, which errors.classify
-# turns into kind "unexpected" with Python's own words: "Unexpected error: AttributeError:
-# 'NoneType' object has no attribute 'choices' The partial reply is kept." (no full stop either).
-@pytest.mark.xfail(strict=True, reason="BUG: a chunk of the wrong JSON shape is an 'unexpected' "
-                                       "error, not 'malformed' (runner._absorb_chunk)")
+# Valid JSON of the wrong shape (null, a number, a string delta…) is a malformed chunk too.
 @pytest.mark.parametrize("line", WRONG_SHAPES)
 def test_json_of_the_wrong_shape_is_reported_as_a_malformed_chunk(runner, piece_server, line):
     g = _run_with_bad_chunk(runner, piece_server, line)

@@ -325,10 +325,8 @@ def test_api_key_never_leaves_the_server_process(stack, data_dir, app_log):
 
 @pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
-# BUG: streamchat/export.py conversation_json() dumps the whole conversation row, `owner`
-# included: the session token that alone gates listing a session's chats (?u=...) ends up in a
-# file people share.
-@pytest.mark.xfail(strict=True, reason="BUG: the JSON export holds the session token (owner)")
+# The session token (?u=...) alone gates listing a session's chats: it must not be in a file
+# people share.
 def test_conversation_json_download_does_not_carry_the_session_token(stack):
     srv, url, browser = stack
     srv.reset()
@@ -345,11 +343,8 @@ def test_conversation_json_download_does_not_carry_the_session_token(stack):
 
 @pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
-# BUG: components/conversations.py builds the download data when the sidebar renders, at the
-# start of the run; pages/chat.py show_live() then streams the reply in that same run and no rerun
-# follows, so both downloads hold the reply empty and "streaming" until the next rerun. Fix: pass
-# a callable as download_button's `data` (Streamlit 1.67 calls it when the button is clicked).
-@pytest.mark.xfail(strict=True, reason="BUG: downloads right after a reply miss that reply")
+# The sidebar is drawn before the reply streams in the same run: the downloads must be built
+# when clicked, not when drawn.
 def test_downloads_right_after_a_reply_include_that_reply(stack):
     srv, url, browser = stack
     srv.reset()

@@ -138,12 +138,8 @@ def test_sigkill_mid_stream_loses_under_a_second_and_the_restart_shows_it_interr
                 assert srv.requests()[-1]["id"] == end["id"]        # nothing was re-sent
 
 
-# BUG: pages/chat.py renders every stored message in state "streaming" that this browser session
-# is not showing live as interrupted (`interrupted=message["state"] == "streaming"`). A reload
-# mid-reply therefore shows "⚠️ interrupted (the app stopped before this reply finished)" and a
-# Retry button while the reply is still streaming in this very process, frozen at its last flush.
-@pytest.mark.xfail(strict=True, reason="BUG: a reload mid-reply shows the live reply as "
-                                       "interrupted (pages/chat.py)")
+# A reload mid-reply: the reply still streams in this process, so the new page shows it live,
+# not as interrupted.
 def test_a_reload_mid_stream_is_not_an_interruption(tmp_path):
     with scripted_server_process(tokens=5, rate=0) as srv, \
             streamlit_app("app.py", app_env(srv, tmp_path / "data")) as url, chromium() as browser:
