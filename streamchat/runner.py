@@ -100,6 +100,7 @@ class Runner:
             for client in self._clients.values():
                 await client.close()
             self._clients.clear()
+            await self._loop.shutdown_asyncgens()   # no "Task was destroyed" noise at exit
 
         try:
             asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout + 1)
