@@ -13,7 +13,7 @@ from components.metrics_panel import status_text
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
-from streamchat.replies import (flusher, history_for_request, start_reply,
+from streamchat.replies import (flusher, history_for_request, left_out, start_reply, trim_more,
                                 up_to_last_user_message)
 from streamchat.store import APPEND
 
@@ -92,10 +92,10 @@ def send_edit(conversation_id: str, message: dict) -> None:
     reply_to_last_user_message(conversation_id)
 
 
-def trim_and_retry(conversation_id: str, n_before_last_user: int) -> None:
-    """Leave the oldest half of the earlier messages out of the context (they stay on screen)."""
-    already = trimmed.get(conversation_id, 0)
-    trimmed[conversation_id] = already + max(1, (n_before_last_user - already) // 2)
+def trim_and_retry(conversation_id: str) -> None:
+    """Leave about half of the earlier messages out of the context (they stay on screen)."""
+    base = up_to_last_user_message(store.conversation_path(conversation_id))
+    trimmed[conversation_id] = trim_more(base, trimmed.get(conversation_id, 0))
     reply_to_last_user_message(conversation_id)
 
 
@@ -146,11 +146,12 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
         second.button("▶ Continue", key=f"continue-{message['id']}", on_click=continue_reply,
                       args=(conversation_id, message),
                       help="The model carries on from where this reply stopped.")
-    n_before = len(up_to_last_user_message(store.conversation_path(conversation_id))) - 1
     kind = (message.get("metrics") or {}).get("error_kind")
-    if kind == "context_length" and trimmed.get(conversation_id, 0) < n_before:
+    base = up_to_last_user_message(store.conversation_path(conversation_id))
+    already = trimmed.get(conversation_id, 0)
+    if kind == "context_length" and trim_more(base, already) > already:
         third.button("✂️ Trim oldest messages and retry", key=f"trim-{message['id']}",
-                     on_click=trim_and_retry, args=(conversation_id, n_before),
+                     on_click=trim_and_retry, args=(conversation_id,),
                      help="Leave the oldest half of the earlier messages out of what is sent.")
 
 
@@ -231,7 +232,8 @@ if active is None and messages and messages[-1]["state"] == "streaming":
         replies[conversation_id] = active
 
 if trimmed.get(conversation_id):
-    st.caption(f"✂️ The {trimmed[conversation_id]} oldest messages are left out of what is sent "
+    n_left_out = left_out(messages, trimmed[conversation_id])
+    st.caption(f"✂️ The {n_left_out} oldest messages are left out of what is sent "
                "to the model (they were too long for its context).")
 for n, message in enumerate(messages):
     if active is not None and message["id"] == active.message_id:

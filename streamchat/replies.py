@@ -26,17 +26,38 @@ SENDABLE_STATES = ("done", "stopped")
 FLUSH_EVERY_S = 0.5
 
 
+def is_sent(message: dict) -> bool:
+    """User messages, and the assistant replies that were kept (done or stopped with text)."""
+    return message["role"] == "user" or (message["role"] == "assistant"
+                                         and bool(message["content"])
+                                         and message["state"] in SENDABLE_STATES)
+
+
 def history_for_request(messages: list[dict], system_prompt: str = "",
                         skip_oldest: int = 0) -> tuple[dict, ...]:
-    """What the model sees: the system prompt, then user messages and the assistant replies
-    that were kept (done or stopped with text). Failed replies are left out, and so are the
-    `skip_oldest` first messages (trimmed to fit the model's context)."""
+    """What the model sees: the system prompt, then the messages that are sent (see is_sent),
+    leaving out the `skip_oldest` first ones (trimmed to fit the model's context)."""
     out = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    for m in messages[skip_oldest:]:
-        if m["role"] == "user" or (m["role"] == "assistant" and m["state"] in SENDABLE_STATES
-                                   and m["content"]):
-            out.append({"role": m["role"], "content": m["content"]})
+    out += [{"role": m["role"], "content": m["content"]} for m in messages[skip_oldest:]
+            if is_sent(m)]
     return tuple(out)
+
+
+def trim_more(base: list[dict], already: int) -> int:
+    """Where to cut next to leave out about half of the earlier messages: always just before a
+    user message, so the turns still alternate (some chat templates reject anything else).
+    `base` ends with the user message being answered, which is never cut."""
+    last = len(base) - 1
+    users = [i for i in range(already + 1, last + 1) if base[i]["role"] == "user"]
+    if not users:
+        return already
+    middle = already + (last - already + 1) // 2
+    return next((i for i in users if i >= middle), users[-1])
+
+
+def left_out(base: list[dict], skip: int) -> int:
+    """How many messages that would have been sent a cut at `skip` leaves out."""
+    return sum(is_sent(m) for m in base[:skip])
 
 
 def up_to_last_user_message(messages: list[dict]) -> list[dict]:
