@@ -31,3 +31,20 @@ class LiveReply:
         self._blocks.empty()
         self._tail.markdown(text)
         self._shown_tail = text
+
+
+class CaptionSlot:
+    """A caption re-sent only when its text changes (each send costs websocket bytes)."""
+
+    def __init__(self, container) -> None:
+        self._slot = container.empty()
+        self._shown: str | None = None
+
+    def show(self, text: str) -> None:
+        if text == self._shown:
+            return
+        if text:
+            self._slot.caption(text)
+        else:
+            self._slot.empty()
+        self._shown = text

@@ -7,7 +7,7 @@ import streamlit as st
 
 from components.context import context
 from components.conversations import current_conversation_id, open_conversation, session_owner
-from components.live_reply import LiveReply
+from components.live_reply import CaptionSlot, LiveReply
 from components.message_view import render_message, render_outcome, shown_content
 from components.metrics_panel import status_text
 from streamchat import metrics
@@ -169,15 +169,14 @@ def show_live(reply) -> None:
     g = reply.generation
     with st.chat_message("assistant"):
         live = LiveReply(st.container(key="live-reply"))
-        waiting = st.empty()
-        near_slot = st.empty()
+        waiting = CaptionSlot(st)
+        near_slot = CaptionSlot(st)
         outcome = st.empty()
         stop_slot = st.empty()
     if g.is_active:
         stop_slot.button("Stop", key=f"stop-{g.id}", on_click=g.stop, type="primary",
                          help="Stop the reply: the connection is closed and the server stops generating.")
     panel = ctx.metrics_panel()
-    shown_wait = shown_near = None
     shown_text = False
     next_frame = 0.0
     while True:
@@ -187,20 +186,8 @@ def show_live(reply) -> None:
             next_frame = time.perf_counter() + FRAME_S
             live.render(reply.text, growing=not finished)
             shown_text = bool(g.text)
-            wait_text = status_text(g, metrics.compute(g)) if not g.text and not finished else ""
-            if wait_text != shown_wait:
-                if wait_text:
-                    waiting.caption(wait_text)
-                else:
-                    waiting.empty()
-                shown_wait = wait_text
-            near = near_miss_text(g)
-            if near != shown_near:
-                if near:
-                    near_slot.caption(near)
-                else:
-                    near_slot.empty()
-                shown_near = near
+            waiting.show(status_text(g, metrics.compute(g)) if not g.text and not finished else "")
+            near_slot.show(near_miss_text(g))
             panel.update(g)
         if finished:
             break
@@ -209,7 +196,7 @@ def show_live(reply) -> None:
         # once, and its callback runs first thing in the next run, without a frame's worth of wait.
         state.get("_yield_point")
     stop_slot.empty()
-    near_slot.empty()
+    near_slot.show("")
     reply.saved.wait(5)
     saved = store.get_message(reply.message_id) or {}
     if g.rule_hit is not None and options.hide_matches and saved:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components.context import context
-from components.live_reply import LiveReply
+from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
 from streamchat.generation import GenerationParams
@@ -76,7 +76,8 @@ columns = dict(zip(compare.SIDES, st.columns(2)))
 panels = {}
 for side, column in columns.items():
     column.subheader(compare.SIDE_LABELS[side])
-    panels[side] = {"status": column.empty(), "body": column.empty(), "line": column.empty()}
+    panels[side] = {"status": CaptionSlot(column), "body": column.empty(),
+                    "line": CaptionSlot(column)}
 
 
 def panel_line(g) -> str:
@@ -90,7 +91,6 @@ def panel_line(g) -> str:
 def render_until_finished() -> None:
     """Frames for the pair being run; a new pair gets fresh panels."""
     lives: dict[str, tuple] = {}
-    shown: dict[str, str] = {}
     next_frame = 0.0
     while True:
         finished = comparison.is_finished
@@ -110,12 +110,8 @@ def render_until_finished() -> None:
                 if lives.get(side, (None,))[0] is not g:
                     lives[side] = (g, LiveReply(panels[side]["body"].container(height=260)))
                 lives[side][1].render(g.text, growing=not g.is_finished)
-                status = status_text(g, metrics.compute(g))
-                line = panel_line(g) if g.is_finished else ""
-                if shown.get(side) != status + line:
-                    panels[side]["status"].caption(status)
-                    panels[side]["line"].caption(line)
-                    shown[side] = status + line
+                panels[side]["status"].show(status_text(g, metrics.compute(g)))
+                panels[side]["line"].show(panel_line(g) if g.is_finished else "")
         if finished:
             return
         time.sleep(POLL_S)

@@ -6,9 +6,6 @@ from streamchat.store import Store
 from streamchat.tokens import count_text_tokens
 from tests.scripted_server import Script, ScriptedServer
 
-PAGE_SCRIPT = __import__("pathlib").Path(__file__).parent / "apps" / "page.py"
-
-
 @pytest.fixture(scope="module")
 def server():
     with ScriptedServer(Script(tokens=12, rate=0, token_text="w{i} ")) as srv:
@@ -16,19 +13,10 @@ def server():
 
 
 @pytest.fixture
-def app(server, tmp_path, monkeypatch):
+def app(server, open_page):
     server.reset()
     server.set_script(Script(tokens=12, rate=0, token_text="w{i} "))
-    monkeypatch.chdir(tmp_path)   # no stray .env from the checkout
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-apptest-secret")
-    monkeypatch.setenv("OPENAI_MODEL", "scripted")
-    monkeypatch.setenv("STREAMCHAT_DATA_DIR", str(tmp_path / "data"))
-    at = AppTest.from_file(str(PAGE_SCRIPT),
-                           default_timeout=30)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page(server)
 
 
 def assistant_texts(at):

@@ -1,10 +1,8 @@
 """Compare page logic with AppTest against the scripted server."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from streamchat.store import Store
 from tests.scripted_server import Script, ScriptedServer
-from tests.test_app import PAGE_SCRIPT
 
 
 @pytest.fixture(scope="module")
@@ -14,17 +12,9 @@ def server():
 
 
 @pytest.fixture
-def page(server, tmp_path, monkeypatch):
+def page(server, open_page):
     server.reset()
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
-                        "OPENAI_MODEL": "scripted", "STREAMCHAT_DATA_DIR": str(tmp_path / "data"),
-                        "STREAMCHAT_TEST_PAGE": "compare"}.items():
-        monkeypatch.setenv(name, value)
-    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page(server, "compare")
 
 
 def test_before_running_it_says_what_to_do(page):

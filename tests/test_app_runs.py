@@ -3,12 +3,10 @@ import csv
 import io
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from streamchat import export
 from streamchat.store import Store
 from tests.scripted_server import Script, ScriptedServer
-from tests.test_app import PAGE_SCRIPT
 
 
 @pytest.fixture(scope="module")
@@ -18,34 +16,21 @@ def server():
 
 
 @pytest.fixture
-def env(server, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-runs-secret")
-    monkeypatch.setenv("OPENAI_MODEL", "scripted")
-    monkeypatch.setenv("STREAMCHAT_DATA_DIR", str(tmp_path / "data"))
-    return monkeypatch
+def page(server, open_page):
+    return lambda name: open_page(server, name, key="sk-runs-secret")
 
 
-def page(env, name):
-    env.setenv("STREAMCHAT_TEST_PAGE", name)
-    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=30)
-    at.run()
-    assert not at.exception
-    return at
-
-
-def test_no_runs_yet_says_so(env):
-    at = page(env, "runs")
+def test_no_runs_yet_says_so(page):
+    at = page("runs")
     assert any("No requests yet" in i.value for i in at.info)
 
 
-def test_runs_are_listed_filtered_and_exported_without_the_key(env, server, tmp_path):
-    chat = page(env, "chat")
+def test_runs_are_listed_filtered_and_exported_without_the_key(page, server, tmp_path):
+    chat = page("chat")
     chat.chat_input[0].set_value("one").run()
     server.queue(Script(status=500))
     chat.chat_input[0].set_value("two").run()
-    at = page(env, "runs")
+    at = page("runs")
     table = at.dataframe[0].value
     assert sorted(table["state"]) == ["done", "failed"]
     assert set(table["model"]) == {"scripted"}

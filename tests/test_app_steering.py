@@ -1,10 +1,8 @@
 """Regenerate, edit & resend, continue, and switching between versions (AppTest)."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from streamchat.store import Store
 from tests.scripted_server import Script, ScriptedServer
-from tests.test_app import PAGE_SCRIPT
 
 
 @pytest.fixture(scope="module")
@@ -14,16 +12,9 @@ def server():
 
 
 @pytest.fixture
-def app(server, tmp_path, monkeypatch):
+def app(server, open_page):
     server.reset()
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
-                        "OPENAI_MODEL": "scripted", "STREAMCHAT_DATA_DIR": str(tmp_path / "data"),
-                        "STREAMCHAT_TEST_PAGE": "chat"}.items():
-        monkeypatch.setenv(name, value)
-    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=30)
-    at.run()
-    return at
+    return open_page(server)
 
 
 def texts(at, role):
