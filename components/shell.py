@@ -20,7 +20,12 @@ PRESENTER_CSS = """<style>
 
 def render_shell() -> PageContext:
     settings = load_settings()
-    store = shared_store(str(settings.data_dir))
+    try:
+        store = shared_store(str(settings.data_dir))
+    except OSError as exc:
+        st.error(f"Cannot use the data folder `{settings.data_dir}` ({exc.strerror or exc}). "
+                 "Set STREAMCHAT_DATA_DIR to a folder this user can write to.")
+        st.stop()
     if store.recovered_from and not st.session_state.get("_told_recovered"):
         st.session_state._told_recovered = True
         st.warning(f"The conversation database was damaged and has been moved aside to "

@@ -4,6 +4,7 @@ from streamlit.testing.v1 import AppTest
 
 from streamchat.store import Store
 from streamchat.tokens import count_text_tokens
+from tests.conftest import PAGE_SCRIPT
 from tests.scripted_server import Script, ScriptedServer
 
 @pytest.fixture(scope="module")
@@ -192,3 +193,24 @@ def test_context_overflow_offers_trim_and_retry_leaving_the_oldest_out(app, serv
     sent = [m["content"] for m in server.requests[-1].body["messages"] if m["role"] != "system"]
     assert sent[-1] == "four" and "one" not in sent and len(sent) < 7
     assert any("oldest messages are left out" in c.value for c in app.caption)
+
+
+def test_a_corrupt_database_is_moved_aside_with_a_message(server, open_page, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "streamchat.db").write_bytes(b"this is not a database" * 100)
+    at = open_page(server)
+    assert any("moved aside" in w.value for w in at.warning)
+    at.chat_input[0].set_value("still works").run()
+    assert not at.exception and "w11" in assistant_texts(at)[-1]
+    assert list(data.glob("streamchat.db.corrupt-*"))
+
+
+def test_an_unwritable_data_folder_gets_a_message(server, open_page, tmp_path, monkeypatch):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("STREAMCHAT_DATA_DIR", str(blocker / "data"))
+    at = AppTest.from_file(str(PAGE_SCRIPT))
+    at.run()
+    assert not at.exception
+    assert any("Cannot use the data folder" in e.value for e in at.error)
