@@ -12,7 +12,7 @@ def test_chat_with_the_embedded_model(tmp_path):
     env = {"STREAMCHAT_DATA_DIR": str(tmp_path)}   # no OPENAI_*: the embedded model is used
     with streamlit_app("app.py", env) as url, chromium() as browser, app_page(browser, url) as page:
         page.get_by_text("Settings", exact=True).click()
-        box = page.get_by_label("Max tokens")
+        box = page.get_by_label("Max tokens", exact=True)
         box.fill("120")
         box.press("Enter")
         wait_idle(page)
