@@ -6,7 +6,10 @@ server's send/disconnect timestamps versus the browser's DOM-commit and click ti
 tests/browser.py). Prints a table with app/baseline ratios and PASS/FAIL against the targets,
 writes bench-results/bench.json, and exits 0 whatever the outcome (it is a report).
 
-    python -m tests.bench [--runs 3] [--stop-runs 3] [--only app|baseline] [--json PATH]
+    python -m tests.bench [--runs 3] [--stop-runs 3] [--only app|baseline] [--json PATH] [--no-load]
+
+Then runs the load and soak scenarios of tests/bench_load.py (20 sessions at once, 200 requests in a
+row), which add their figures under "load" in the same JSON file; --no-load skips them.
 """
 from __future__ import annotations
 
@@ -354,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-runs", type=int, default=3, help="runs of each Stop scenario")
     parser.add_argument("--only", choices=list(APPS), action="append", help="measure only this app")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench.json"))
+    parser.add_argument("--no-load", action="store_true", help="skip the load/soak scenarios (tests/bench_load.py)")
     args = parser.parse_args(argv)
     if not have_chromium():
         print("BENCH SUMMARY: skipped, /usr/bin/chromium is missing (make chromium)")
@@ -392,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
                         "openai": version("openai"), "playwright": version("playwright"), "machine": platform.machine(), "time": time.time()},
     }, indent=2, default=str))
     print(f"\n{summary}\n(results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}, {elapsed:.0f} s)")
+    if not args.no_load:
+        from tests import bench_load
+        print(flush=True)
+        bench_load.main(["--json", args.json])
     return 0
 
 
