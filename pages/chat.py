@@ -146,10 +146,11 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
         second.button("▶ Continue", key=f"continue-{message['id']}", on_click=continue_reply,
                       args=(conversation_id, message),
                       help="The model carries on from where this reply stopped.")
-    kind = (message.get("metrics") or {}).get("error_kind")
+    if (message.get("metrics") or {}).get("error_kind") != "context_length":
+        return
     base = up_to_last_user_message(store.conversation_path(conversation_id))
     already = trimmed.get(conversation_id, 0)
-    if kind == "context_length" and trim_more(base, already) > already:
+    if trim_more(base, already) > already:
         third.button("✂️ Trim oldest messages and retry", key=f"trim-{message['id']}",
                      on_click=trim_and_retry, args=(conversation_id,),
                      help="Leave the oldest half of the earlier messages out of what is sent.")
@@ -226,9 +227,9 @@ for n, message in enumerate(messages):
     if active is not None and message["id"] == active.message_id:
         continue
     is_last = n == len(messages) - 1
-    render_message(message, interrupted=message["state"] == "streaming" and
-                   flusher.live(message["id"]) is None,
-                   hide_matches=options.hide_matches, footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
+    interrupted = message["state"] == "streaming" and flusher.live(message["id"]) is None
+    render_message(message, interrupted=interrupted, hide_matches=options.hide_matches,
+                   footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
 
 if not messages:
     st.markdown("#### Try one of these")
