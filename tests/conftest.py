@@ -34,3 +34,28 @@ def open_page(tmp_path, monkeypatch):
         return at
 
     return open_
+
+
+# ---- browser tests: one scripted server + `streamlit run app.py` + Chromium per module ----------
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e-data")
+
+
+@pytest.fixture(scope="module")
+def stack(data_dir):
+    """(scripted server, app url, browser); tests queue the scripts they need."""
+    from tests.browser import app_env, chromium, scripted_server_process, streamlit_app
+    with scripted_server_process(tokens=20, rate=0) as srv, \
+            streamlit_app("app.py", app_env(srv, data_dir)) as url, chromium() as browser:
+        yield srv, url, browser
+
+
+@pytest.fixture
+def page(stack):
+    """A fresh browser context on the app, with the server's records and queue cleared."""
+    from tests.browser import app_page
+    srv, url, browser = stack
+    srv.reset()
+    with app_page(browser, url) as page:
+        yield page

@@ -4,32 +4,11 @@ import time
 
 import pytest
 
-from tests.browser import (LIVE_REPLY, TextWatch, app_env, app_page, chromium, click_stop,
-                           have_chromium, scripted_server_process, send_prompt, stop_button,
-                           streamlit_app, wait_for_text, wait_idle)
+from tests.browser import (TextWatch, app_page, click_stop, have_chromium, send_prompt,
+                           stop_button, wait_for_text, wait_idle)
 
 pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
               pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("e2e-data")
-
-
-@pytest.fixture(scope="module")
-def stack(data_dir):
-    with scripted_server_process(tokens=20, rate=0) as srv, \
-            streamlit_app("app.py", app_env(srv, data_dir)) as url, chromium() as browser:
-        yield srv, url, browser
-
-
-@pytest.fixture
-def page(stack):
-    srv, url, browser = stack
-    srv.reset()
-    with app_page(browser, url) as page:
-        yield page
 
 
 def metric_value(page, label):

@@ -16,9 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from streamchat.store import Store
-from tests.browser import (LIVE_REPLY, MAIN, app_env, app_page, chromium, free_port, have_chromium,
-                           scripted_server_process, send_prompt, streamlit_app, wait_for_text,
-                           wait_idle)
+from tests.browser import (LIVE_REPLY, MAIN, app_page, free_port, have_chromium, send_prompt,
+                           streamlit_app, wait_for_text, wait_idle)
 
 pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
               pytest.mark.timeout(90)]
@@ -32,30 +31,10 @@ GOOD_TEXT = "okay0 okay1 okay2 "
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("e2e-failures-data")
-
-
-@pytest.fixture(scope="module")
-def stack(data_dir):
-    with scripted_server_process(tokens=5, rate=0) as srv, \
-            streamlit_app("app.py", app_env(srv, data_dir)) as url, chromium() as browser:
-        yield srv, url, browser
-
-
-@pytest.fixture(scope="module")
 def store(data_dir, stack):
     s = Store(data_dir)
     yield s
     s.close()
-
-
-@pytest.fixture
-def page(stack):
-    srv, url, browser = stack
-    srv.reset()
-    with app_page(browser, url) as page:
-        yield page
 
 
 # ---------------------------------------------------------------- helpers

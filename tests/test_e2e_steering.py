@@ -1,28 +1,10 @@
 """Regenerate, edit, continue, versions and stop rules in a real Chromium."""
 import pytest
 
-from tests.browser import (TextWatch, app_env, app_page, chromium, have_chromium,
-                           scripted_server_process, send_prompt, streamlit_app, wait_for_text,
-                           wait_idle)
+from tests.browser import (TextWatch, have_chromium, send_prompt, wait_for_text, wait_idle)
 
 pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
               pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    data = tmp_path_factory.mktemp("steering-data")
-    with scripted_server_process(tokens=5, rate=0) as srv, \
-            streamlit_app("app.py", app_env(srv, data)) as url, chromium() as browser:
-        yield srv, url, browser
-
-
-@pytest.fixture
-def page(stack):
-    srv, url, browser = stack
-    srv.reset()
-    with app_page(browser, url) as page:
-        yield page
 
 
 def click(page, name):
