@@ -571,7 +571,7 @@ def run_soak(browser, srv, n: int, workdir: Path) -> dict:
             row.update(seconds=time.perf_counter() - t0, requests=len(recs), outcome=rec["outcome"],
                        tokens_sent=rec["tokens_sent"], disconnected=rec["t_disconnected"] is not None,
                        send_to_server_s=rec["t_received"] - t0, send_to_visible_s=row["t_visible"] - t0,
-                       send_to_idle_s=t_idle - t0)
+                       send_to_idle_s=t_idle - t0, rss_mb=rss_mb(pid))
             if stop and rec["t_disconnected"] is not None:
                 click = watch.read().last_click("Stop") or row["t_click"]
                 row["stop_latency_s"] = rec["t_disconnected"] - click
@@ -612,6 +612,8 @@ def run_soak(browser, srv, n: int, workdir: Path) -> dict:
     lat = [r["stop_latency_s"] for r in stopped if r.get("stop_latency_s") is not None]
     out["stop_latency_p50_s"], out["stop_latency_max_s"] = pct(lat, 0.5), max(lat, default=None)
     out["forced_clicks"] = sum(1 for r in stopped if r.get("forced_click"))
+    rss = [(r["k"], r["rss_mb"]) for r in rows if "rss_mb" in r]
+    out["rss_trend_mb"] = [(k, round(v, 1)) for k, v in rss if k in (1, 10, 25, 50, 100, 150, 200) or k == rss[-1][0]]
     for key in ("send_to_server_s", "send_to_visible_s", "send_to_idle_s"):
         out[f"fast_{key[:-2]}_p50_s"] = pct([r[key] for r in rows if key in r and not r["stop"]], 0.5)
     secs = [r["seconds"] for r in rows if "seconds" in r and not r["stop"]]
@@ -777,7 +779,8 @@ def notes(results: dict) -> list[str]:
             c = soak[side]
             out.append(f"soak {side}: threads {c['thread_names']}; fds {c['fd_kinds']}; tcp {c['tcp_by_state']}")
         out.append(f"soak: {soak['requests']} requests in {soak['soak_s']:.0f} s; page shows {soak['page_messages']} "
-                   f"messages, {soak['page_exceptions']} exceptions")
+                   f"messages, {soak['page_exceptions']} exceptions; RSS after request k (MB): "
+                   + ", ".join(f"{k}: {v}" for k, v in soak.get("rss_trend_mb", [])))
         for e in soak["error_examples"]:
             out.append(f"soak error: {e}")
         for line in soak.get("log_problems", []):
