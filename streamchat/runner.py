@@ -141,11 +141,19 @@ class Runner:
             if endpoint is None:
                 endpoint = await asyncio.to_thread(endpoint_source)
                 generation.endpoint = endpoint
-            client = self._client(endpoint, generation.request.timeouts.connect)
-            if generation.request.stream:
-                await self._stream(generation, client, endpoint)
-            else:
-                await self._whole(generation, client, endpoint)
+            try:
+                await self._send(generation, endpoint)
+            except openai.APITimeoutError:
+                raise
+            except openai.APIConnectionError:
+                # Failed before any response byte (a pooled keep-alive connection the server had
+                # closed, or an embedded server that died while idle): the model never saw the
+                # request, so send it once more, re-resolving the endpoint (which restarts it).
+                if generation.t_headers is not None or generation.t_stop_requested is not None:
+                    raise
+                if not isinstance(endpoint_source, Endpoint):
+                    endpoint = generation.endpoint = await asyncio.to_thread(endpoint_source)
+                await self._send(generation, endpoint)
         except asyncio.CancelledError:
             generation._finish(STOPPED)
             return  # swallow: a stop is an outcome, not an error
@@ -162,6 +170,13 @@ class Runner:
                 secrets=secrets, embedded=bool(endpoint and endpoint.provider == LOCAL)))
             return
         generation._finish(STOPPED if generation.rule_hit is not None else DONE)
+
+    async def _send(self, generation: Generation, endpoint: Endpoint) -> None:
+        client = self._client(endpoint, generation.request.timeouts.connect)
+        if generation.request.stream:
+            await self._stream(generation, client, endpoint)
+        else:
+            await self._whole(generation, client, endpoint)
 
     def _request_kwargs(self, generation: Generation, endpoint: Endpoint) -> dict[str, Any]:
         request = generation.request

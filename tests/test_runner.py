@@ -214,3 +214,21 @@ def test_a_max_time_rule_fires_without_any_chunk_during_prefill(runner, server):
     t_server_saw = server.wait_for_disconnect(timeout=5)
     assert g.wait(2) and g.state == STOPPED and g.rule_hit.rule.kind == "max_time"
     assert 0.3 <= t_server_saw - g.t_sent < 0.3 + 0.25
+
+
+def test_a_connection_lost_before_any_response_is_sent_once_more(runner, server):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    calls = []
+
+    def endpoint_that_moves():
+        # First a dead port (like an embedded server that died while idle), then the live one.
+        calls.append(1)
+        port_url = f"http://127.0.0.1:{dead}/v1" if len(calls) == 1 else server.base_url
+        return Endpoint("remote", port_url, "scripted", "k")
+
+    g = runner.start(GenerationRequest(USER), endpoint_that_moves)
+    assert g.wait(10) and g.state == DONE and len(calls) == 2
+    assert len(server.requests) == 1
