@@ -17,6 +17,8 @@ from streamchat.replies import (flusher, history_for_request, left_out, start_re
                                 up_to_last_user_message)
 from streamchat.store import APPEND
 
+# Buttons that come and go with each reply use stable keys: Streamlit keeps the callback of
+# every key it has seen for the whole session, and a per-reply key would keep each reply alive.
 FRAME_S = 1 / 15   # render rate: frames, not tokens
 POLL_S = 0.01     # how often a pending click is noticed between frames
 EXAMPLES = [
@@ -124,13 +126,13 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
             send.button("Send edited", key=f"edit-send-{message['id']}", type="primary",
                         on_click=send_edit, args=(conversation_id, message))
             cancel.button("Cancel", key=f"edit-cancel-{message['id']}",
-                          on_click=lambda: state.update(editing=None))
+                          on_click=state.update, kwargs={"editing": None})
         else:
             st.button("✏️ Edit", key=f"edit-{message['id']}", type="tertiary",
-                      on_click=lambda mid=message["id"]: state.update(editing=mid),
+                      on_click=state.update, kwargs={"editing": message["id"]},
                       help="Change this message and resend from here; the old version stays.")
         if is_last:   # a user message with no reply (e.g. the app stopped): offer one
-            st.button("🔁 Retry", key=f"retry-{message['id']}", on_click=reply_to_last_user_message,
+            st.button("🔁 Retry", key="retry-last", on_click=reply_to_last_user_message,
                       args=(conversation_id,))
         return
     if not is_last:
@@ -139,11 +141,11 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
         "finish_reason") == "length"
     first, second, third, _ = st.columns([1, 1, 2, 2])
     label = "🔁 Retry" if message["state"] in ("failed", "streaming") else "🔁 Regenerate"
-    first.button(label, key=f"retry-{message['id']}", on_click=reply_to_last_user_message,
+    first.button(label, key="retry-last", on_click=reply_to_last_user_message,
                  args=(conversation_id,),
                  help="Ask again for the last user message; this reply stays as a version.")
     if cut_off and message["content"]:
-        second.button("▶ Continue", key=f"continue-{message['id']}", on_click=continue_reply,
+        second.button("▶ Continue", key="continue-last", on_click=continue_reply,
                       args=(conversation_id, message),
                       help="The model carries on from where this reply stopped.")
     if (message.get("metrics") or {}).get("error_kind") != "context_length":
@@ -151,7 +153,7 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
     base = up_to_last_user_message(store.conversation_path(conversation_id))
     already = trimmed.get(conversation_id, 0)
     if trim_more(base, already) > already:
-        third.button("✂️ Trim oldest messages and retry", key=f"trim-{message['id']}",
+        third.button("✂️ Trim oldest messages and retry", key="trim-last",
                      on_click=trim_and_retry, args=(conversation_id,),
                      help="Leave the oldest half of the earlier messages out of what is sent.")
 
@@ -175,7 +177,7 @@ def show_live(reply) -> None:
         outcome = st.empty()
         stop_slot = st.empty()
     if g.is_active:
-        stop_slot.button("Stop", key=f"stop-{g.id}", on_click=g.stop, type="primary",
+        stop_slot.button("Stop", key="stop-live", on_click=g.stop, type="primary",
                          help="Stop the reply: the connection is closed and the server stops generating.")
     panel = ctx.metrics_panel()
     shown_text = False

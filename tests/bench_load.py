@@ -8,17 +8,20 @@ every session shows its own last token, no session ever shows another session's 
 (a MutationObserver watches for every session's markers on every page), each page holds exactly
 one user message and one reply, and the reply has every token in order. Measures browser-visible
 TTFT, last-token lag, and the streamlit process's CPU and memory (RSS) before, during and after.
+The browser runs on the same cores as the app: the report shows the CPU each side used, the app
+threads' run-queue wait (schedstat) and what else the machine was doing, to read the times by.
 
 Soak: M requests in a row through one page (short fast replies; every third a slower one that is
-stopped mid-stream). Counts threads, TCP connections to the scripted server, child processes and
-open file descriptors of the streamlit process before and after; checks that the server saw a
-client disconnect for every stopped request.
+stopped mid-stream; "New chat" every 10 requests, so re-runs stay small). Counts threads, TCP
+connections to the scripted server, child processes and open file descriptors of the streamlit
+process before and after, checks that the server saw a client disconnect for every stopped
+request, and follows RSS request by request.
 
 Prints a table, merges the figures into bench-results/bench.json under "load" (other keys kept),
 and exits 0 whatever the outcome (it is a report).
 
-    python -m tests.bench_load [--sessions 20] [--tokens 1500] [--rate 50] [--soak 200]
-                               [--skip-load] [--skip-soak] [--json PATH]
+    python -m tests.bench_load [--sessions 20] [--tokens 1500] [--rate 50] [--paragraph-every 40]
+                               [--soak 200] [--skip-load] [--skip-soak] [--json PATH] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -43,7 +46,6 @@ from tests.browser import (CHAT_INPUT, MAIN, ROOT, TextWatch, WebSocketMeter, ap
 
 APP = ROOT / "app.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 LOAD_TTFT_S = 0.2               # scripted server TTFT of each load reply
 PROBE_PAGES = 3                 # pages of the load that also time websocket frames (CDP)
@@ -614,6 +616,10 @@ def run_soak(browser, srv, n: int, workdir: Path) -> dict:
     out["forced_clicks"] = sum(1 for r in stopped if r.get("forced_click"))
     rss = [(r["k"], r["rss_mb"]) for r in rows if "rss_mb" in r]
     out["rss_trend_mb"] = [(k, round(v, 1)) for k, v in rss if k in (1, 10, 25, 50, 100, 150, 200) or k == rss[-1][0]]
+    later = [(k, v) for k, v in rss if k >= 25]   # after the first conversations: steady state
+    if len(later) >= 2:
+        (k0, v0), (k1, v1) = later[0], later[-1]
+        out["rss_growth_kb_per_request"] = (v1 - v0) * 1024 / (k1 - k0)
     for key in ("send_to_server_s", "send_to_visible_s", "send_to_idle_s"):
         out[f"fast_{key[:-2]}_p50_s"] = pct([r[key] for r in rows if key in r and not r["stop"]], 0.5)
     secs = [r["seconds"] for r in rows if "seconds" in r and not r["stop"]]
@@ -718,6 +724,9 @@ def report(results: dict) -> tuple[list[dict], str]:
             "/".join(_ms(soak[f"fast_send_to_{x}_p50_s"]).replace(" ms", "") for x in ("server", "visible", "idle"))
             + " ms", soak["fast_send_to_idle_p50_s"])
         row("soak: RSS before/after", f"{b['rss_mb']:.0f}/{a['rss_mb']:.0f} MB", a["rss_mb"])
+        if soak.get("rss_growth_kb_per_request") is not None:
+            row("soak: RSS growth per request (k >= 25)", f"{soak['rss_growth_kb_per_request']:.0f} KB",
+                soak["rss_growth_kb_per_request"])
         if "fast_request_s_first10" in soak:
             row("soak: fast request, first/last 10 (p50)",
                 f"{soak['fast_request_s_first10'] * 1000:.0f}/{soak['fast_request_s_last10'] * 1000:.0f} ms",
