@@ -11,7 +11,17 @@ import openai
 
 from .generation import ErrorInfo
 
-_SECRET_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+\S+)")
+# Key-looking strings, whatever key is configured: sk-…, SK-…, sk_… (not inside a word like "task_…").
+_SECRET_PATTERN = re.compile(r"(?<![A-Za-z0-9])sk[-_][A-Za-z0-9_\-*.]{6,}|\bBearer\s+[A-Za-z0-9._~+/=*-]+",
+                             re.IGNORECASE)
+# The user:password@ part of any URL ("[^/?#\s]*" stops at the end of the authority).
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+# Configured keys shorter than this are not secrets: local servers take any placeholder ("x",
+# "none", "EMPTY", "ollama"), and hiding those only mangles ordinary text. Real keys are far longer
+# (OpenAI's 51+ characters, the embedded server's 43), and at 8 characters a whole-token match in
+# unrelated text is practically never a coincidence.
+MIN_SECRET_LENGTH = 8
+_TOKEN_CHAR = r"A-Za-z0-9_\-"
 _CONTEXT_PATTERN = re.compile(
     r"context length|context_length|maximum context|too long|exceeds? the (available )?context|n_ctx",
     re.IGNORECASE)
@@ -41,22 +51,31 @@ class MalformedChunk(Exception):
     """Valid JSON, but not the shape of a chat-completion chunk."""
 
 
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+def strip_url_credentials(text: str) -> str:
+    """`text` with the user:password@ part of every URL in it removed."""
+    return _URL_CREDENTIALS.sub(r"\1", text)
+
+
+def redact(text: str, secrets: tuple[str, ...] = (), limit: int | None = None) -> str:
+    """`text` without URL credentials, key-looking strings and the given secrets (each only where
+    it stands as a whole token, never inside a longer word), then cut to `limit` characters:
+    cutting first could leave the start of a key that straddles the cut."""
+    text = strip_url_credentials(text)
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _SECRET_PATTERN.sub("***", text)
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            text = re.sub(rf"(?<![{_TOKEN_CHAR}]){re.escape(secret)}(?![{_TOKEN_CHAR}])", "***", text)
+    text = _SECRET_PATTERN.sub("***", text)
+    return text if limit is None else text[:limit]
 
 
-def _server_message(err: openai.APIStatusError) -> str:
+def _server_message(err: openai.APIStatusError, secrets: tuple[str, ...]) -> str:
     body = err.body
     message = None
     if isinstance(body, dict):
         inner = body.get("error", body)
         message = inner.get("message") if isinstance(inner, dict) else str(inner)
     message = message or err.message or ""
-    message = " ".join(str(message).split())
-    return message[:300]
+    return redact(" ".join(str(message).split()), secrets, limit=300)
 
 
 def _retry_after(err: openai.APIStatusError) -> float | None:
@@ -70,7 +89,7 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
 def classify(exc: BaseException, *, base_url: str = "", model: str = "",
              had_content: bool = False, secrets: tuple[str, ...] = (),
              embedded: bool = False) -> ErrorInfo:
-    info = _classify(exc, base_url=base_url, model=model, had_content=had_content)
+    info = _classify(exc, base_url=base_url, model=model, had_content=had_content, secrets=secrets)
     if embedded and info.kind in ("dropped", "unreachable"):
         kept = " The partial reply is kept." if had_content else ""
         info.message = (f"The embedded model server stopped.{kept} It is restarted on the next "
@@ -79,7 +98,8 @@ def classify(exc: BaseException, *, base_url: str = "", model: str = "",
     return info
 
 
-def _classify(exc: BaseException, *, base_url: str, model: str, had_content: bool) -> ErrorInfo:
+def _classify(exc: BaseException, *, base_url: str, model: str, had_content: bool,
+              secrets: tuple[str, ...]) -> ErrorInfo:
     kept = " The partial reply is kept." if had_content else ""
     if isinstance(exc, UserFacingError):
         return ErrorInfo("setup", str(exc))
@@ -110,7 +130,7 @@ def _classify(exc: BaseException, *, base_url: str, model: str, had_content: boo
                          "is right.")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        detail = _server_message(exc)
+        detail = _server_message(exc, secrets)
         said = f' The server said: "{detail}"' if detail else ""
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused access"
@@ -135,7 +155,7 @@ def _classify(exc: BaseException, *, base_url: str, model: str, had_content: boo
         return ErrorInfo("server_error", f"The server failed ({status}).{kept} Retry in a moment.{said}",
                          status, _retry_after(exc))
     if isinstance(exc, openai.OpenAIError):
-        return ErrorInfo("client_error", f"Request failed: {str(exc)[:200]}")
-    detail = " ".join(str(exc).split())[:200]
+        return ErrorInfo("client_error", f"Request failed: {redact(str(exc), secrets, limit=200)}")
+    detail = redact(" ".join(str(exc).split()), secrets, limit=200)
     return ErrorInfo("unexpected", f"Unexpected error ({type(exc).__name__}: {detail}).{kept} "
                                    "Retry; if it persists, report it with the app's log.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -20,9 +21,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 from . import metrics as metrics_mod
+from .errors import redact, strip_url_credentials
 from .generation import Generation
 
 DB_NAME = "streamchat.db"
@@ -103,7 +104,67 @@ def _m003_message_tree(conn: sqlite3.Connection) -> None:
         ORDER BY m.seq DESC LIMIT 1)""")
 
 
-MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree]
+# Words the code before migration 004 wrote into runs (column values, extra_json keys and values).
+_RUN_WORDS = frozenset("""
+    chat compare cli local remote stream non-stream pending waiting_first_token streaming done
+    stopped failed setup first_token_timeout stalled dropped empty_reply malformed timeout
+    unreachable auth model_not_found rate_limited context_length bad_request server_error
+    client_error unexpected measured server estimated exact approximate
+    itl_max_s finish_reason model_reported usage server_timings status retry_after params
+    temperature max_tokens seed top_p stop length tool_calls content_filter function_call
+    prompt_tokens completion_tokens total_tokens prompt_tokens_details completion_tokens_details
+    reasoning_tokens cached_tokens audio_tokens accepted_prediction_tokens rejected_prediction_tokens
+    prompt_n prompt_ms prompt_per_token_ms prompt_per_second predicted_n predicted_ms
+    predicted_per_token_ms predicted_per_second cache_n draft_n draft_n_accepted""".split())
+_RUN_TEXT_COLUMNS = ("source", "conversation_id", "message_id", "provider", "base_url", "model",
+                     "mode", "state", "output_tokens_source", "error_kind", "extra_json")
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _replaced(corrupted: str, name: str) -> str | None:
+    """The s for which name.replace(s, "***") == corrupted, if there is one."""
+    parts = corrupted.split("***")
+    n, extra = len(parts) - 1, len(name) - sum(map(len, parts))
+    if n == 0 or extra <= 0 or extra % n:
+        return None
+    s = name[len(parts[0]):len(parts[0]) + extra // n]
+    return s if name.replace(s, "***") == corrupted else None
+
+
+def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
+    # Earlier code replaced the API key in every text field of a run, so a placeholder key like
+    # "x" turned "max_tokens" into "ma***_tokens". Work out, per run, the one string that explains
+    # every corrupted known word (or id) and put it back wherever "***" stands. Runs where no single
+    # string does stay as they are, and so does the error text (there "***" may hide a real key).
+    # Messages were never touched by that code.
+    for run_id, *values in conn.execute(
+            f"SELECT id, {', '.join(_RUN_TEXT_COLUMNS)} FROM runs WHERE "
+            + " OR ".join(f"instr({c}, '***')" for c in _RUN_TEXT_COLUMNS)).fetchall():
+        row = dict(zip(_RUN_TEXT_COLUMNS, values))
+        words = [(c, v) for c, v in row.items() if v and c != "extra_json"]
+        words += [("extra_json", w) for w in _JSON_STRING.findall(row["extra_json"] or "")]
+        keys = None
+        for column, word in words:
+            if "***" not in word:
+                continue
+            if column in ("conversation_id", "message_id"):   # ids are hex: "***" is a GLOB "*"
+                table = "conversations" if column == "conversation_id" else "messages"
+                names = [r[0] for r in conn.execute(f"SELECT id FROM {table} WHERE id GLOB ?", (word,))]
+            else:
+                names = _RUN_WORDS
+            fits = {s for name in names if (s := _replaced(word, name))}
+            if fits:
+                keys = fits if keys is None else keys & fits
+        if keys is None or len(keys) != 1:
+            continue
+        key = keys.pop()
+        fixed = {c: v.replace("***", key) for c, v in row.items() if v and "***" in v}
+        conn.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in fixed)} WHERE id = ?",
+                     (*fixed.values(), run_id))
+
+
+MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree,
+              _m004_repair_short_key_redaction]
 
 APPEND = object()   # add_message: make the new message a child of the conversation's current leaf
 
@@ -158,12 +219,7 @@ def title_from(content: str) -> str:
 
 def safe_base_url(url: str | None) -> str | None:
     """base_url without any user:password part."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return strip_url_credentials(url) if url else url
 
 
 def _is_corruption(err: sqlite3.DatabaseError) -> bool:
@@ -450,8 +506,8 @@ def run_fields_from_generation(generation: Generation, *, source: str, conversat
             "params": dataclasses.asdict(g.request.params),
         }),
     }
-    # Errors are redacted upstream; this is the last line of defence for the key itself.
-    key = endpoint.api_key if endpoint else ""
-    if key:
-        fields = {k: v.replace(key, "***") if isinstance(v, str) else v for k, v in fields.items()}
+    # Errors are redacted upstream; this is the last line of defence for the key itself. Only the
+    # free text: field names and values such as "max_tokens" are never secrets and must stay intact.
+    if fields["error"]:
+        fields["error"] = redact(fields["error"], (endpoint.api_key,) if endpoint else ())
     return fields
