@@ -14,8 +14,8 @@ SOURCE_TEXT = {   # short: every live update of a metric re-sends its help text
     metrics.MEASURED: "Source: measured by this client.",
     metrics.SERVER: "Source: reported by the server.",
     metrics.ESTIMATED: "Source: estimated (1 chunk ≈ 1 token) until the server reports usage.",
-    "exact": "Source: counted with the model's tokenizer.",
-    "approximate": "Source: approximate count (cl100k_base tokenizer).",
+    metrics.EXACT: "Source: counted with the model's tokenizer.",
+    metrics.APPROXIMATE: "Source: approximate count (cl100k_base tokenizer).",
 }
 SPARK_POINTS = 30
 PANEL_EVERY_S = 0.5   # numbers refresh twice a second: readable, and cheap on the websocket
@@ -30,7 +30,7 @@ def _help(key: str, value: metrics.Value) -> str:
     return f"{metrics.HELP[key]}\n\n{SOURCE_TEXT.get(value.source, value.source)}"
 
 
-def status_text(g: Generation, m: metrics.Metrics) -> str:
+def _state_text(g: Generation, m: metrics.Metrics) -> str:
     if g.state == PENDING:
         return f"⏳ connecting… {m.elapsed:.1f} s" if g.t_sent else "⏳ connecting…"
     if g.state == WAITING_FIRST_TOKEN:
@@ -41,6 +41,14 @@ def status_text(g: Generation, m: metrics.Metrics) -> str:
     if g.state == FAILED:
         return f"⚠️ error: {g.error.kind if g.error else 'unknown'}"
     return f"▶ {g.status_label}" if not g.is_finished else "✓ done"
+
+
+def status_text(g: Generation, m: metrics.Metrics) -> str:
+    """The panel's status line; a finished continuation says its figures cover only that."""
+    text = _state_text(g, m)
+    if g.is_finished and m.continuation:
+        text += f" · figures: {metrics.CONTINUATION_LABEL} only"
+    return text
 
 
 def tokens_over_time(g: Generation, points: int = SPARK_POINTS) -> list[int]:
@@ -75,26 +83,28 @@ class MetricsPanel:
             draw()
             self._shown[key] = value
 
-    def update(self, g: Generation, local_tokens: tuple[int, str] | None = None) -> None:
+    def update(self, g: Generation) -> None:
+        """Live figures while `g` runs; once it ended, its final figures (metrics.final_metrics:
+        the same numbers as the footer under the reply and its Runs row)."""
         now = time.perf_counter()
         if g.state == self._updated_state and now - self._updated_at < PANEL_EVERY_S:
             return
         self._updated_at, self._updated_state = now, g.state
-        m = metrics.compute(g, local_token_count=local_tokens[0] if local_tokens else None,
-                            local_token_source=local_tokens[1] if local_tokens else metrics.ESTIMATED)
+        m = metrics.current(g)
         status = status_text(g, m)
         self._put("status", status, lambda: self._status.markdown(f"**{status}**"))
 
         ttft = _fmt_s(m.ttft.value)
         self._put("ttft", ttft, lambda: self._slots["ttft"].metric(
             "TTFT", ttft, help=_help("ttft", m.ttft)))
-        tps = "—" if not m.decode_tps.value else f"{m.decode_tps.value:.1f}"
+        # "—" until the live rate means something (metrics.live_decode_rate); 0 in a long stall
+        tps = "—" if m.decode_tps.value is None else metrics.shown(m.decode_tps,
+                                                                    f"{m.decode_tps.value:.1f}")
         self._put("decode_tps", tps, lambda: self._slots["decode_tps"].metric(
             "Decode tok/s", tps, help=_help("decode_tps", m.decode_tps)))
 
         spark = tokens_over_time(g)
-        tokens = f"{m.output_tokens.value}" + ("" if m.output_tokens.source != metrics.ESTIMATED
-                                               or g.is_finished else " ~")
+        tokens = metrics.shown(m.output_tokens, f"{m.output_tokens.value}")
         self._put("output_tokens", (tokens, spark), lambda: self._slots["output_tokens"].metric(
             "Output tokens", tokens, help=_help("output_tokens", m.output_tokens),
             chart_data=spark or None, chart_type="area"))

@@ -1,14 +1,24 @@
 """Metrics of a generation, defined as in vLLM's serving benchmark (see DESIGN.md).
 
 Every value carries where it came from, so the UI can say so:
-  measured  — timed by this client (perf_counter on each chunk as it arrived)
-  server    — reported by the server (usage, llama.cpp `timings`)
-  estimated — derived with an assumption (e.g. one chunk ≈ one token while streaming)
+  measured    — timed by this client (perf_counter on each chunk as it arrived)
+  server      — reported by the server (usage, llama.cpp `timings`)
+  exact       — counted here with the model's own tokenizer
+  estimated   — derived with an assumption (e.g. one chunk ≈ one token while streaming)
+  approximate — counted here with another model's tokenizer (cl100k_base)
+Estimated and approximate values are shown with a leading "~" (see `shown`).
+
+One reply has one set of figures: `final_metrics(g)` computes them once per finished generation
+(server usage, else the local token count) and every place that shows a finished reply — the
+live panel's last frame, the footer under the message, the Runs row, exports — uses those.
 """
 from __future__ import annotations
 
+import bisect
 import math
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 from .generation import Generation
@@ -16,15 +26,22 @@ from .generation import Generation
 MEASURED = "measured"
 SERVER = "server"
 ESTIMATED = "estimated"
+EXACT = "exact"               # same strings as streamchat.tokens
+APPROXIMATE = "approximate"
+ESTIMATE_SOURCES = frozenset({ESTIMATED, APPROXIMATE})
 
-LIVE_WINDOW_S = 1.0
+# Live Decode tok/s: shown once it means something, over a window long enough to be steady.
+LIVE_MIN_TOKENS = 5           # content chunks received…
+LIVE_MIN_SPAN_S = 0.5         # …over at least this long since the first one
+LIVE_WINDOW_S = 2.0           # the rate is taken over about the last two seconds
 
 HELP = {
     "ttft": "Time to first token: request sent → first chunk with non-empty content.",
     "ttfb": "Time to first byte: request sent → response headers received.",
     "itl": "Inter-token latency: gaps between consecutive content chunks.",
     "tpot": "Time per output token: (t_last − t_first) / (output_tokens − 1).",
-    "decode_tps": "Decode tokens/s = 1 / TPOT. While streaming: tokens received in the last second.",
+    "decode_tps": "Decode tokens/s = 1 / TPOT. While streaming: chunks over the last 2 s, "
+                  "shown from 5 chunks over 0.5 s on.",
     "e2e": "End-to-end: request sent → last content chunk (non-stream: → body received).",
     "output_tokens": "Output tokens: server usage when given, else counted locally.",
     "bytes": "Bytes received on the wire for this reply (headers + body, before decompression).",
@@ -35,6 +52,10 @@ HELP = {
 class Value:
     value: float | int | None
     source: str
+
+    @property
+    def estimated(self) -> bool:
+        return self.source in ESTIMATE_SOURCES
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,7 @@ class Metrics:
     elapsed: float                 # since the request was sent (live timer)
     server_decode_tps: Value       # llama.cpp timings.predicted_per_second
     server_prompt_ms: Value        # llama.cpp timings.prompt_ms (prefill time on the server)
+    continuation: bool = False     # the figures cover a continuation of an earlier reply only
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -69,6 +91,13 @@ def inter_token_latencies(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:])]
 
 
+def is_continuation(generation: Generation) -> bool:
+    """Continue sends the partial reply as the last (assistant) message: the model carries on
+    from it, and this generation's figures cover only the new part."""
+    messages = generation.request.messages
+    return bool(messages) and messages[-1].get("role") == "assistant"
+
+
 def output_tokens(generation: Generation, local_count: int | None = None,
                   local_source: str = ESTIMATED) -> Value:
     usage = generation.usage or {}
@@ -76,12 +105,39 @@ def output_tokens(generation: Generation, local_count: int | None = None,
         return Value(usage["completion_tokens"], SERVER)
     if local_count is not None:
         return Value(local_count, local_source)
+    if not generation.content_times:
+        return Value(0, MEASURED)   # nothing received: no estimate about it
     # One content chunk per token is how OpenAI, vLLM and llama.cpp stream.
     return Value(generation.content_chunk_count, ESTIMATED)
 
 
+def live_decode_rate(times: list[float], now: float) -> float | None:
+    """Decode tok/s while streaming (1 chunk ≈ 1 token), or None while it means nothing yet.
+
+    Shown once LIVE_MIN_TOKENS chunks arrived over LIVE_MIN_SPAN_S since the first. Taken from
+    the chunk just before the last LIVE_WINDOW_S to the last chunk: gaps / time, so it is
+    never above what those chunks support, (k − 1) / (t_last − t_anchor) — in the first window
+    (n − 1) / (t_last − t_first). Chunks that come in bursts do not make it jump; a stall (no
+    chunk for longer than the longest gap in the window) makes it fall, to 0 after a window.
+    """
+    n = len(times)
+    if n < LIVE_MIN_TOKENS or now - times[0] < LIVE_MIN_SPAN_S:
+        return None
+    now = max(now, times[-1])
+    anchor = max(bisect.bisect_right(times, now - LIVE_WINDOW_S) - 1, 0)
+    gaps = n - 1 - anchor
+    if gaps == 0:
+        return 0.0          # stalled for a whole window
+    window = times[anchor:]
+    longest_gap = max(b - a for a, b in zip(window, window[1:]))
+    span = max(times[-1], now - longest_gap) - times[anchor]
+    return gaps / span if span > 0 else None
+
+
 def compute(generation: Generation, now: float | None = None, local_token_count: int | None = None,
             local_token_source: str = ESTIMATED) -> Metrics:
+    """The figures as of `now`. For a finished generation, show `final_metrics(g)` instead: it
+    adds the local token count when the server reported no usage."""
     now = time.perf_counter() if now is None else now
     g = generation
     sent = g.t_sent
@@ -95,15 +151,13 @@ def compute(generation: Generation, now: float | None = None, local_token_count:
     tpot = None
     if len(times) >= 2 and n_tokens > 1:
         tpot = (times[-1] - times[0]) / (n_tokens - 1)
-    # Token source only matters for TPOT when counts come from elsewhere than the chunks.
-    tpot_source = MEASURED if tokens.source == ESTIMATED else tokens.source
+    # Time is measured; the count is as good as its source (a chunk estimate makes an estimate).
+    tpot_source = MEASURED if tokens.source == MEASURED else tokens.source
 
-    if g.is_finished or tpot is None:
+    if g.is_finished:
         decode = Value(1 / tpot if tpot else None, tpot_source)
     else:
-        recent = [t for t in times if t > now - LIVE_WINDOW_S]
-        span = min(LIVE_WINDOW_S, now - times[0]) if times else 0
-        decode = Value(len(recent) / span if span > 0.05 else 1 / tpot, ESTIMATED)
+        decode = Value(live_decode_rate(times, now) if times else None, ESTIMATED)
 
     itls = inter_token_latencies(times)
     timings = g.timings or {}
@@ -124,21 +178,91 @@ def compute(generation: Generation, now: float | None = None, local_token_count:
         elapsed=(elapsed_until - sent) if (sent is not None and elapsed_until is not None) else 0.0,
         server_decode_tps=Value(timings.get("predicted_per_second"), SERVER),
         server_prompt_ms=Value(timings.get("prompt_ms"), SERVER),
+        continuation=is_continuation(g),
     )
 
 
+# ---- the one final set of figures per finished generation -------------------------------------
+_finals: "weakref.WeakKeyDictionary[Generation, Metrics]" = weakref.WeakKeyDictionary()
+_final_locks: "weakref.WeakKeyDictionary[Generation, threading.Lock]" = weakref.WeakKeyDictionary()
+_finals_lock = threading.Lock()
+
+
+def local_token_count(generation: Generation):
+    """tokens.TokenCount of the reply's text when the server reported no usage, else None."""
+    g = generation
+    if isinstance((g.usage or {}).get("completion_tokens"), int) or not g.text or g.endpoint is None:
+        return None
+    from .tokens import count_reply_tokens   # tiktoken: loaded only when a count is needed
+    return count_reply_tokens(g.text, g.endpoint.provider, g.endpoint.model)
+
+
+def final_metrics(generation: Generation) -> Metrics:
+    """The figures of a finished generation, computed once (with the local token count when
+    the server sent no usage) and the same object for every caller and thread after that.
+    A generation still running gets its live figures, not cached."""
+    g = generation
+    if not g.is_finished:
+        return compute(g)
+    with _finals_lock:
+        done = _finals.get(g)
+        if done is not None:
+            return done
+        lock = _final_locks.setdefault(g, threading.Lock())
+    with lock:   # one count per generation, also when the saver and the panel ask at once
+        done = _finals.get(g)
+        if done is None:
+            try:
+                counted = local_token_count(g)
+            except Exception:   # counting must never cost the figures
+                counted = None
+            done = compute(g, **({"local_token_count": counted.n, "local_token_source": counted.source}
+                                 if counted else {}))
+            with _finals_lock:
+                _finals[g] = done
+        return done
+
+
+def current(generation: Generation, now: float | None = None) -> Metrics:
+    """What to show for a generation right now: live figures, or its final ones once finished."""
+    return final_metrics(generation) if generation.is_finished else compute(generation, now)
+
+
+def token_count_args(m: Metrics) -> dict:
+    """The local count `m` was computed with, as keyword arguments for compute() and
+    store.run_fields_from_generation (empty when the server reported usage or no count was made),
+    so a recomputation gives the same figures."""
+    tokens = m.output_tokens
+    if tokens.source in (SERVER, MEASURED, ESTIMATED) or tokens.value is None:
+        return {}
+    return {"local_token_count": tokens.value, "local_token_source": tokens.source}
+
+
+# ---- text -------------------------------------------------------------------------------------
+def shown(value: Value, text: str) -> str:
+    """`text` (the formatted value) with "~" in front when the value is estimated."""
+    return f"~{text}" if value.estimated else text
+
+
+CONTINUATION_LABEL = "continuation"
+CONTINUATION_HELP = ("These figures cover the continuation only (the last request); the part "
+                     "before it has its own run on the Runs page.")
+
+
 def summary_line(m: Metrics) -> str:
-    """One line for a finished message, e.g. `TTFT 180 ms · 74 tok/s · 312 tokens · 4.3 s`."""
+    """One line for a finished message, e.g. `TTFT 180 ms · 74 tok/s · 312 tokens · 4.3 s`;
+    `~74 tok/s · ~312 tokens` when counted approximately, `continuation: …` for a continuation."""
     parts = []
     if m.ttft.value is not None:
         parts.append(f"TTFT {format_seconds(m.ttft.value)}")
     if m.decode_tps.value:
-        parts.append(f"{m.decode_tps.value:.0f} tok/s")
+        parts.append(shown(m.decode_tps, f"{m.decode_tps.value:.0f} tok/s"))
     if m.output_tokens.value is not None:
-        parts.append(f"{m.output_tokens.value} tokens")
+        parts.append(shown(m.output_tokens, f"{m.output_tokens.value} tokens"))
     if m.e2e.value is not None:
         parts.append(format_seconds(m.e2e.value))
-    return " · ".join(parts)
+    line = " · ".join(parts)
+    return f"{CONTINUATION_LABEL}: {line}" if m.continuation and line else line
 
 
 def format_seconds(seconds: float) -> str:

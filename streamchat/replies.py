@@ -6,6 +6,7 @@ reply is saved on a worker thread when the generation ends, also after the brows
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import metrics
-from .config import LOCAL
 from .generation import Generation, GenerationRequest
 from .runner import EndpointSource, Runner
 from .store import APPEND, run_fields_from_generation
-from .tokens import TokenCount, count_text_tokens
+from .tokens import TokenCount
 
 log = logging.getLogger(__name__)
 _savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamchat-save")
@@ -142,13 +142,7 @@ flusher = PartialFlusher()
 
 def local_token_count(g: Generation) -> TokenCount | None:
     """Count output tokens ourselves when the server did not report usage."""
-    if (g.usage or {}).get("completion_tokens") is not None or not g.text or g.endpoint is None:
-        return None
-    tokenize = None
-    if g.endpoint.provider == LOCAL:
-        from .local_server import get_shared_server
-        tokenize = get_shared_server().tokenize
-    return count_text_tokens(g.text, g.endpoint.model, tokenize=tokenize)
+    return metrics.local_token_count(g)
 
 
 def save_generation(store, reply: ActiveReply) -> None:
@@ -159,21 +153,27 @@ def save_generation(store, reply: ActiveReply) -> None:
 def _save_generation(store, reply: ActiveReply) -> None:
     g = reply.generation
     try:
-        counted = local_token_count(g)
-        count_args = ({"local_token_count": counted.n, "local_token_source": counted.source}
-                      if counted else {})
-        m = metrics.compute(g, **count_args)
+        # The one final set of figures: the live panel's last frame shows this same object.
+        m = metrics.final_metrics(g)
         store.update_message(reply.message_id, content=reply.text, state=g.state,
                              error=g.error.message if g.error else None,
                              summary=metrics.summary_line(m),
                              metrics=message_metrics(g, m, offset=len(reply.prefix)))
-        store.record_run(**run_fields_from_generation(
-            g, source="chat", conversation_id=reply.conversation_id, message_id=reply.message_id,
-            **count_args))
+        store.record_run(**run_fields(g, m, conversation_id=reply.conversation_id,
+                                      message_id=reply.message_id))
     except Exception:
         log.exception("could not save reply %s", reply.message_id)
     finally:
         reply.saved.set()
+
+
+def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:
+    """The Runs row of a chat reply, from the same figures as its footer (`m`)."""
+    fields = run_fields_from_generation(g, source="chat", **ids, **metrics.token_count_args(m))
+    if m.continuation:   # say what the figures cover, as the footer and the panel do
+        extra = json.loads(fields["extra_json"] or "{}")
+        fields["extra_json"] = json.dumps({**extra, "continuation": True}, ensure_ascii=False)
+    return fields
 
 
 def metrics_dict(m: metrics.Metrics) -> dict:
@@ -183,6 +183,7 @@ def metrics_dict(m: metrics.Metrics) -> dict:
         value = getattr(m, name)
         out[name] = {"value": value.value, "source": value.source}
     out["chunks"] = m.chunks
+    out["continuation"] = m.continuation
     return out
 
 

@@ -83,6 +83,19 @@ def count_text_tokens(
     return TokenCount((len(text) + 3) // 4, APPROXIMATE, "about 4 characters per token")
 
 
+def count_reply_tokens(text: str, provider: str, model: str) -> TokenCount:
+    """Count a reply's tokens for the endpoint that wrote it: exact with the embedded server's
+    /tokenize when it is running (never started or restarted for a count: that takes seconds,
+    and the live panel may be waiting), else with tiktoken as count_text_tokens does."""
+    tokenize = None
+    if provider == "local":   # config.LOCAL
+        from . import local_server
+        server = local_server._shared
+        if server is not None and server.is_alive():
+            tokenize = server.tokenize
+    return count_text_tokens(text, model, tokenize=tokenize)
+
+
 def _count(enc: tiktoken.Encoding, text: str) -> int:
     # User text may contain "<|endoftext|>" and the like: count it as plain text, never raise.
     return len(enc.encode_ordinary(text))

@@ -45,6 +45,13 @@ def test_local_count_replaces_chunk_estimate():
     g = make_generation([0.2, 0.3, 0.4])
     m = metrics.compute(g, local_token_count=7, local_token_source="exact")
     assert m.output_tokens.value == 7 and m.output_tokens.source == "exact"
+    assert m.decode_tps.value == pytest.approx(6 / 0.2) and m.decode_tps.source == "exact"
+
+
+def test_a_rate_from_estimated_tokens_is_itself_an_estimate():
+    m = metrics.compute(make_generation([0.2, 0.3, 0.4]))
+    assert m.decode_tps.source == m.tpot.source == metrics.ESTIMATED
+    assert metrics.summary_line(m) == "TTFT 200 ms · ~10 tok/s · ~3 tokens · 400 ms"
 
 
 def test_itl_percentiles():
@@ -55,7 +62,7 @@ def test_itl_percentiles():
     assert 0.1 < m.itl_p95.value <= 1.0
 
 
-def test_live_decode_rate_is_over_the_last_second():
+def test_live_decode_rate_is_over_the_last_two_seconds():
     times = [i * 0.01 for i in range(1, 301)]  # 100 tok/s for 3 s
     g = make_generation(times, finished=False)
     assert g.state == STREAMING
