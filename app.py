@@ -9,10 +9,9 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request is noise
 
 st.set_page_config(page_title="StreamChat", page_icon="💬", layout="wide")
-navigation = st.navigation([
-    st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/runs.py", title="Runs", icon="📋"),
-])
-render_shell()
+PAGES = {"chat": st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
+         "compare": st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+         "runs": st.Page("pages/runs.py", title="Runs", icon="📋")}
+navigation = st.navigation(list(PAGES.values()))
+render_shell(next(name for name, page in PAGES.items() if page.url_path == navigation.url_path))
 navigation.run()

@@ -9,6 +9,7 @@ from streamchat.config import Settings
 from streamchat.runner import Runner, get_runner
 from streamchat.store import Store
 
+from .conversations import ConversationList
 from .metrics_panel import MetricsPanel
 from .settings_form import ChatOptions
 
@@ -20,7 +21,8 @@ class PageContext:
     runner: Runner
     options: ChatOptions
     metrics_slot: object   # where the live metrics panel goes (sidebar, or on top in presenter view)
-    presenter: bool = False
+    presenter: bool
+    conversations: ConversationList   # drawn by the shell, or by the chat page after a send
 
     def metrics_panel(self) -> MetricsPanel:
         return MetricsPanel(self.metrics_slot, wide=self.presenter)

@@ -1,32 +1,14 @@
 """Sidebar list of saved conversations: switch, new, delete, download."""
 from __future__ import annotations
 
-import re
-import uuid
-
 import streamlit as st
 
 from streamchat import export
 
+from .identity import listed_owner, may_open, session_owner
+
 QUERY_KEY = "c"
-OWNER_KEY = "u"
-_TOKEN = re.compile(r"[0-9a-f]{32}")
-
-
-def session_owner() -> str:
-    """Who this browser session is: a random token kept in the URL, so a reload (or a bookmark)
-    finds its conversations again while other sessions never list them."""
-    state = st.session_state
-    if "owner" not in state:
-        from_url = st.query_params.get(OWNER_KEY, "")
-        state.owner = from_url if _TOKEN.fullmatch(from_url) else uuid.uuid4().hex
-    if st.query_params.get(OWNER_KEY) != state.owner:
-        st.query_params[OWNER_KEY] = state.owner
-    return state.owner
-
-
-def owns(conversation: dict | None) -> bool:
-    return conversation is not None and conversation.get("owner") in (None, session_owner())
+LIST_LIMIT = 50
 
 
 def current_conversation_id(store) -> str | None:
@@ -34,8 +16,10 @@ def current_conversation_id(store) -> str | None:
     state = st.session_state
     if "conversation_id" not in state:
         from_url = st.query_params.get(QUERY_KEY)
-        state.conversation_id = from_url if from_url and owns(store.get_conversation(from_url)) \
+        state.conversation_id = from_url if from_url and may_open(store.get_conversation(from_url)) \
             else None
+    if state.conversation_id and st.query_params.get(QUERY_KEY) != state.conversation_id:
+        st.query_params[QUERY_KEY] = state.conversation_id
     return state.conversation_id
 
 
@@ -47,34 +31,84 @@ def open_conversation(conversation_id: str | None) -> None:
         del st.query_params[QUERY_KEY]
 
 
-def conversations_sidebar(store, container, busy_ids: set[str]) -> None:
-    current = current_conversation_id(store)
-    with container:
-        st.divider()
-        head, new = st.columns([3, 2], vertical_alignment="center")
-        head.markdown("**Conversations**")
-        new.button("New chat", key="conv_new", on_click=open_conversation, args=(None,),
-                   width="stretch")
-        conversations = store.list_conversations(owner=session_owner())
-        for conv in conversations[:50]:
-            title = conv["title"] or "New chat"
-            label = ("▶ " if conv["id"] in busy_ids else "") + (title[:40] + ("…" if len(title) > 40 else ""))
-            st.button(label, key=f"conv_{conv['id']}", on_click=open_conversation, args=(conv["id"],),
-                      type="primary" if conv["id"] == current else "tertiary", width="stretch")
-        if current and store.get_conversation(current):
-            def export_as(render):
-                # Built when clicked, not when the sidebar is drawn: a reply that finishes later
-                # in the same run is in the file.
-                return lambda: render(store.get_conversation(current),
-                                      store.conversation_messages(current))
-            md, js = st.columns(2)
-            md.download_button("⬇ Markdown", export_as(export.conversation_markdown),
-                               file_name=f"chat-{current[:8]}.md", mime="text/markdown",
-                               on_click="ignore", key="dl_md")
-            js.download_button("⬇ JSON", export_as(export.conversation_json),
-                               file_name=f"chat-{current[:8]}.json", mime="application/json",
-                               on_click="ignore", key="dl_json")
-            if st.button("🗑 Delete this chat", key="conv_delete", disabled=current in busy_ids):
-                store.delete_conversation(current)
-                open_conversation(None)
-                st.rerun()
+def create_conversation(store) -> str:
+    conversation_id = store.create_conversation(owner=session_owner())
+    open_conversation(conversation_id)
+    return conversation_id
+
+
+def _delete(store, conversation_id: str) -> None:
+    """Delete works also while a reply streams into the chat: the reply is stopped first."""
+    reply = st.session_state.get("active_replies", {}).pop(conversation_id, None)
+    if reply is not None:
+        reply.generation.stop()
+        reply.saved.wait(2)   # its final save must not recreate rows of a deleted chat
+    store.delete_conversation(conversation_id)
+    if st.session_state.get("conversation_id") == conversation_id:
+        open_conversation(None)
+
+
+def busy_conversations() -> set[str]:
+    return {cid for cid, reply in st.session_state.get("active_replies", {}).items()
+            if not reply.generation.is_finished}
+
+
+class ConversationList:
+    """The list is drawn once per run (its buttons are widgets: drawing them twice in a run is an
+    error), so which chats are busy is marked by a style rule in a slot of its own that can be
+    redrawn the moment a reply ends, instead of in the button labels."""
+
+    def __init__(self, store, container) -> None:
+        self._store = store
+        self._container = container
+        self._marks = container.empty()
+        self._marked: frozenset[str] | None = None
+
+    def draw(self) -> None:
+        store = self._store
+        current = current_conversation_id(store)
+        with self._container:
+            st.divider()
+            head, new = st.columns([3, 2], vertical_alignment="center")
+            head.markdown("**Conversations**")
+            new.button("New chat", key="conv_new", on_click=open_conversation, args=(None,),
+                       width="stretch")
+            for conv in store.list_conversations(owner=listed_owner())[:LIST_LIMIT]:
+                title = conv["title"] or "New chat"
+                label = title[:40] + ("…" if len(title) > 40 else "")
+                st.button(label, key=f"conv_{conv['id']}", on_click=open_conversation,
+                          args=(conv["id"],), width="stretch",
+                          type="primary" if conv["id"] == current else "tertiary")
+            if current and store.get_conversation(current):
+                self._downloads(current)
+                st.button("🗑 Delete this chat", key="conv_delete", on_click=_delete,
+                          args=(store, current),
+                          help="Deletes this conversation; a reply still coming is stopped first.")
+        self.mark_busy()
+
+    def _downloads(self, current: str) -> None:
+        store = self._store
+
+        def export_as(render):
+            # Built when clicked, not when the sidebar is drawn: a reply that finishes later
+            # in the same run is in the file.
+            return lambda: render(store.get_conversation(current), store.conversation_messages(current))
+        md, js = st.columns(2)
+        md.download_button("⬇ Markdown", export_as(export.conversation_markdown),
+                           file_name=f"chat-{current[:8]}.md", mime="text/markdown",
+                           on_click="ignore", key="dl_md")
+        js.download_button("⬇ JSON", export_as(export.conversation_json),
+                           file_name=f"chat-{current[:8]}.json", mime="application/json",
+                           on_click="ignore", key="dl_json")
+
+    def mark_busy(self) -> None:
+        """▶ before every conversation with a reply in progress; cheap to call every frame."""
+        busy = frozenset(busy_conversations())
+        if busy == self._marked:
+            return
+        self._marked = busy
+        if not busy:
+            self._marks.empty()
+            return
+        selectors = ", ".join(f".st-key-conv_{cid} button p::before" for cid in sorted(busy))
+        self._marks.html(f"<style>{selectors} {{ content: '▶ '; }}</style>")

@@ -8,7 +8,8 @@ CURSOR = " ▌"
 
 class LiveReply:
     def __init__(self, container) -> None:
-        self._blocks = container.container()
+        self._blocks_slot = container.empty()
+        self._blocks = self._blocks_slot.container()
         self._tail = container.empty()
         self._splitter = BlockSplitter()
         self._shown_tail: str | None = None
@@ -28,7 +29,7 @@ class LiveReply:
 
     def replace(self, text: str) -> None:
         """Show `text` instead of what was streamed (e.g. with a matched part hidden)."""
-        self._blocks.empty()
+        self._blocks_slot.empty()
         self._tail.markdown(text)
         self._shown_tail = text
 

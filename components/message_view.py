@@ -1,6 +1,13 @@
-"""Finished messages: Markdown with HTML disabled, state marks and the one-line metrics summary."""
+"""Messages in the chat: one fixed layout for a reply whether it is live or redrawn from the store.
+
+Streamlit matches the elements of a new run to the old ones by position, and shows an old
+element (faded) until the new run replaces it or ends. A reply that finished live and is then
+redrawn from the store therefore has exactly the same slots in the same order; anything left
+over is hidden while the next reply streams (see STALE_GUARD).
+"""
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import streamlit as st
@@ -8,6 +15,30 @@ import streamlit as st
 from streamchat.stop_rules import HIDDEN
 
 STATE_MARKS = {"stopped": "⏹ stopped", "failed": "⚠️ failed", "streaming": "… in progress elsewhere"}
+INTERRUPTED = "⚠️ interrupted (the app stopped before this reply finished)"
+CUT_OFF = "✂️ cut off at the max tokens limit — ▶ Continue carries on"
+# While a reply streams, elements of the previous run that this run did not redraw are hidden
+# instead of shown faded (Streamlit only removes them when the run ends). The rule holds only
+# while the guard itself belongs to the running run: when the next run starts, the guard is stale
+# too and the page is not blanked while that run redraws it. (Not style-only HTML: that would
+# go to Streamlit's event container and outlive its slot.)
+STALE_GUARD = """<style>
+.st-key-stale-guard { display: none; }
+body:has(.st-key-stale-guard [data-stale="false"]) [data-testid="stMainBlockContainer"] [data-stale="true"] {
+  display: none !important;
+}
+</style><span></span>"""
+
+
+class MessageSlots:
+    """The places of one message: body, a live status line, the outcome line, the actions."""
+
+    def __init__(self, role: str, body_key: str) -> None:
+        with st.chat_message(role):
+            self.body = st.container(key=body_key)
+            self.live_status = st.empty()   # waiting timer and the stop-rule hint while streaming
+            self.outcome = st.empty()       # error, one-line figures, why it ended
+            self.actions = st.empty()       # Stop while streaming; versions, Edit, Regenerate…
 
 
 def shown_content(message: dict, hide_matches: bool) -> str:
@@ -19,28 +50,51 @@ def shown_content(message: dict, hide_matches: bool) -> str:
     return text
 
 
+def rule_note(describe: str | None, hide_matches: bool) -> str | None:
+    """Why a stop rule ended the reply, without quoting the matched words when they are hidden."""
+    if describe is None or not hide_matches:
+        return describe
+    return re.sub(r'"[^"]*"|/.*/', HIDDEN, describe)
+
+
 def render_message(message: dict, *, interrupted: bool = False, hide_matches: bool = False,
-                   footer: Callable[[], None] | None = None) -> None:
-    """`footer` draws the message's controls (versions, edit, regenerate) inside its bubble."""
-    with st.chat_message(message["role"]):
-        with st.container(key=f"msg-{message['id']}"):
-            if message["content"]:
-                st.markdown(shown_content(message, hide_matches), unsafe_allow_html=False)
-            if message["role"] == "assistant":
-                rule = (message.get("metrics") or {}).get("stop_rule")
-                render_outcome(message.get("state"), message.get("error"), message.get("summary"),
-                               interrupted=interrupted, note=rule["describe"] if rule else None)
-        if footer is not None:
-            footer()
+                   actions: Callable[[], None] | None = None) -> None:
+    """`actions` draws the message's controls (versions, edit, regenerate) in its actions slot."""
+    slots = MessageSlots(message["role"], f"msg-{message['id']}")
+    with slots.body:
+        # Two slots, like the live reply's finished blocks and growing tail.
+        if message["content"]:
+            st.container().markdown(shown_content(message, hide_matches), unsafe_allow_html=False)
+        else:
+            st.empty()
+        st.empty()
+    if message["role"] == "assistant":
+        metrics = message.get("metrics") or {}
+        rule = metrics.get("stop_rule")
+        with slots.outcome.container():
+            render_outcome(message.get("state"), message.get("error"), message.get("summary"),
+                           interrupted=interrupted,
+                           note=rule_note(rule["describe"], hide_matches) if rule else None,
+                           cut_off=metrics.get("finish_reason") == "length")
+    if actions is not None:
+        with slots.actions.container():
+            actions()
 
 
 def render_outcome(state: str | None, error: str | None, summary: str | None, *,
-                   interrupted: bool = False, note: str | None = None) -> None:
+                   interrupted: bool = False, note: str | None = None,
+                   cut_off: bool = False) -> None:
     """`note` says why the reply ended when a stop rule ended it."""
     if error:
         st.error(error, icon="⚠️")
-    mark = "⚠️ interrupted (the app stopped before this reply finished)" if interrupted \
-        else f"⏹ {note}" if note else STATE_MARKS.get(state or "")
+    if interrupted:
+        mark = INTERRUPTED
+    elif note:
+        mark = f"⏹ {note}"
+    elif cut_off and state == "done":
+        mark = CUT_OFF
+    else:
+        mark = STATE_MARKS.get(state or "")
     line = " · ".join(p for p in (summary, mark) if p)
     if line:
         st.caption(line)

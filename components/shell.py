@@ -6,19 +6,38 @@ import streamlit as st
 from streamchat.config import load_settings
 
 from .context import PageContext, set_context, shared_runner, shared_store
-from .conversations import conversations_sidebar
+from .conversations import ConversationList, busy_conversations
+from .identity import remember_identity
 from .settings_form import settings_form
 
+CHAT_PAGE = "chat"
 
+# Presenter view: the live metrics stay pinned under the app's header while the chat scrolls
+# beneath them (they used to scroll out of view exactly while a reply streamed).
 PRESENTER_CSS = """<style>
 .st-key-sidebar-settings, .st-key-sidebar-conversations { display: none; }
-.st-key-presenter-metrics [data-testid="stMetricValue"] p { font-size: 3.5rem; line-height: 1.2; }
-.st-key-presenter-metrics [data-testid="stMetricLabel"] p { font-size: 1.4rem; }
-.st-key-presenter-metrics [data-testid="stCaptionContainer"] { font-size: 1.2rem; }
+[data-testid="stLayoutWrapper"]:has(> .st-key-presenter-metrics) {
+  position: sticky; top: 0; z-index: 100; padding-top: 0.5rem;
+  background: var(--st-background-color, #fff);
+  border-bottom: 3px solid rgba(49, 51, 63, 0.25);
+}
+.st-key-presenter-metrics { gap: 0.25rem; }
+.st-key-presenter-metrics [data-testid="stMetricValue"],
+.st-key-presenter-metrics [data-testid="stMetricValue"] p { font-size: 3rem; line-height: 1.1; }
+.st-key-presenter-metrics [data-testid="stMetricLabel"] p { font-size: 1.3rem; }
+.st-key-presenter-metrics [data-testid="stCaptionContainer"] { font-size: 1.15rem; }
+@media (max-height: 800px) {   /* a 720p projector: the numbers, not the sparkline */
+  .st-key-presenter-metrics [data-testid="stMetricChart"] { display: none; }
+}
+[data-testid="stChatMessage"] [data-testid="stMarkdownContainer"] p { font-size: 1.25rem; }
 </style>"""
+# The Stream toggle and the stop rules only act on the chat.
+CHAT_ONLY_CSS = "<style>.st-key-sidebar-chat-only { display: none; }</style>"
 
 
-def render_shell() -> PageContext:
+def render_shell(page: str = CHAT_PAGE) -> PageContext:
+    """`page`: the page about to run. Every page but the chat gets the conversation list drawn
+    here; the chat draws it after taking a new message, so a new chat is listed at once."""
     settings = load_settings()
     try:
         store = shared_store(str(settings.data_dir))
@@ -31,18 +50,38 @@ def render_shell() -> PageContext:
         st.warning(f"The conversation database was damaged and has been moved aside to "
                    f"`{store.recovered_from.name}`; a fresh one was started.")
     presenter = st.sidebar.toggle("Presenter view", key="presenter",
-                                  help="For demos on a projector: hides the settings and shows the "
-                                       "live metrics large above the chat.")
+                                  help="For demos on a projector: hides the settings and pins the "
+                                       "live metrics, large, above the chat.")
     if presenter:
         st.html(PRESENTER_CSS)
         metrics_slot = st.container(key="presenter-metrics")
     else:
         metrics_slot = st.sidebar.container()
+    if page != CHAT_PAGE:
+        st.html(CHAT_ONLY_CSS)
     # Hidden by CSS, not skipped, in presenter view: widgets that are not rendered lose their state.
     options = settings_form(settings, st.sidebar.container(key="sidebar-settings"))
-    busy = {cid for cid, reply in st.session_state.get("active_replies", {}).items()
-            if not reply.generation.is_finished}
-    conversations_sidebar(store, st.sidebar.container(key="sidebar-conversations"), busy)
-    ctx = PageContext(settings, store, shared_runner(), options, metrics_slot, presenter)
+    conversations = ConversationList(store, st.sidebar.container(key="sidebar-conversations"))
+    remember_identity(st.sidebar)
+    ctx = PageContext(settings, store, shared_runner(), options, metrics_slot, presenter,
+                      conversations)
     set_context(ctx)
+    if page != CHAT_PAGE:
+        conversations.draw()
+        follow_background_replies()
     return ctx
+
+
+def follow_background_replies(shown_live: str | None = None) -> None:
+    """While a reply streams in a chat that is not on screen (`shown_live` is the one that is),
+    look twice a second whether it ended, and redraw the page once when it did, so its ▶ mark
+    does not go stale."""
+    if busy_conversations() - {shown_live}:
+        with st.sidebar:
+            _watch_busy(shown_live)
+
+
+@st.fragment(run_every=0.5)
+def _watch_busy(shown_live: str | None) -> None:
+    if not busy_conversations() - {shown_live}:
+        st.rerun(scope="app")

@@ -6,13 +6,16 @@ import time
 import streamlit as st
 
 from components.context import context
-from components.conversations import current_conversation_id, open_conversation, session_owner
+from components.conversations import create_conversation, current_conversation_id
 from components.live_reply import CaptionSlot, LiveReply
-from components.message_view import render_message, render_outcome, shown_content
+from components.message_view import (STALE_GUARD, MessageSlots, render_message, render_outcome,
+                                     rule_note, shown_content)
 from components.metrics_panel import status_text
+from components.shell import follow_background_replies
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import clean_user_message
+from streamchat.presets import EXAMPLE_PROMPTS
 from streamchat.replies import (flusher, history_for_request, left_out, start_reply, trim_more,
                                 up_to_last_user_message)
 from streamchat.store import APPEND
@@ -21,12 +24,6 @@ from streamchat.store import APPEND
 # every key it has seen for the whole session, and a per-reply key would keep each reply alive.
 FRAME_S = 1 / 15   # render rate: frames, not tokens
 POLL_S = 0.01     # how often a pending click is noticed between frames
-EXAMPLES = [
-    "Count to 100 with commas, no line breaks.",
-    "Explain streaming vs non-streaming LLM replies in three short paragraphs.",
-    "Write a Python function that reverses a string, with a docstring.",
-    "List five tips for giving a good demo.",
-]
 
 ctx = context()
 store, options, state = ctx.store, ctx.options, st.session_state
@@ -38,17 +35,18 @@ def queue_prompt(text: str) -> None:
     state.pending_prompt = text
 
 
-def send(conversation_id: str | None, text: str) -> None:
+def send(conversation_id: str | None, text: str) -> str | None:
+    """Save the user's message and start the reply; returns the conversation it went to."""
     text, problem = clean_user_message(text)
     if problem:
         st.toast(problem, icon="⚠️")
         if not text:
-            return
+            return conversation_id
     if conversation_id is None:
-        conversation_id = store.create_conversation(owner=session_owner())
-        open_conversation(conversation_id)
+        conversation_id = create_conversation(store)
     store.add_message(conversation_id, "user", text)
     reply_to_last_user_message(conversation_id)
+    return conversation_id
 
 
 def start_generation(conversation_id: str, base: list[dict], **reply_args) -> None:
@@ -106,13 +104,19 @@ def version_switcher(conversation_id: str, message: dict) -> None:
     siblings, i = message["siblings"], message["version"] - 1
     if len(siblings) < 2:
         return
-    back, label, forward, _ = st.columns([1, 2, 1, 12], vertical_alignment="center")
-    back.button("‹", key=f"prev-{message['id']}", disabled=i == 0, type="tertiary",
-                on_click=store.switch_branch, args=(conversation_id, siblings[i - 1]))
-    label.caption(f"{i + 1}/{len(siblings)}")
-    forward.button("›", key=f"next-{message['id']}", disabled=i == len(siblings) - 1,
-                   type="tertiary", on_click=store.switch_branch,
-                   args=(conversation_id, siblings[min(i + 1, len(siblings) - 1)]))
+    row = st.container(horizontal=True, vertical_alignment="center", gap="small",
+                       key=f"versions-{message['id']}")
+    row.button("‹", key=f"prev-{message['id']}", disabled=i == 0,
+               help="Previous version", on_click=store.switch_branch,
+               args=(conversation_id, siblings[i - 1]))
+    row.markdown(f"**{i + 1}/{len(siblings)}**", width="content")
+    row.button("›", key=f"next-{message['id']}", disabled=i == len(siblings) - 1,
+               help="Next version", on_click=store.switch_branch,
+               args=(conversation_id, siblings[min(i + 1, len(siblings) - 1)]))
+
+
+def start_editing(message_id: str | None) -> None:
+    state.editing = message_id
 
 
 def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
@@ -122,14 +126,14 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
         if state.get("editing") == message["id"]:
             st.text_area("Edit message", value=message["content"], key=f"edit-text-{message['id']}",
                          label_visibility="collapsed")
-            send, cancel, _ = st.columns([2, 1, 5])
-            send.button("Send edited", key=f"edit-send-{message['id']}", type="primary",
-                        on_click=send_edit, args=(conversation_id, message))
-            cancel.button("Cancel", key=f"edit-cancel-{message['id']}",
-                          on_click=state.update, kwargs={"editing": None})
+            row = st.container(horizontal=True, gap="small")
+            row.button("Send edited", key=f"edit-send-{message['id']}", type="primary",
+                       on_click=send_edit, args=(conversation_id, message))
+            row.button("Cancel", key=f"edit-cancel-{message['id']}", on_click=start_editing,
+                       args=(None,))
         else:
             st.button("✏️ Edit", key=f"edit-{message['id']}", type="tertiary",
-                      on_click=state.update, kwargs={"editing": message["id"]},
+                      on_click=start_editing, args=(message["id"],),
                       help="Change this message and resend from here; the old version stays.")
         if is_last:   # a user message with no reply (e.g. the app stopped): offer one
             st.button("🔁 Retry", key="retry-last", on_click=reply_to_last_user_message,
@@ -139,23 +143,23 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
         return
     cut_off = message["state"] == "stopped" or (message.get("metrics") or {}).get(
         "finish_reason") == "length"
-    first, second, third, _ = st.columns([1, 1, 2, 2])
+    row = st.container(horizontal=True, gap="small")
     label = "🔁 Retry" if message["state"] in ("failed", "streaming") else "🔁 Regenerate"
-    first.button(label, key="retry-last", on_click=reply_to_last_user_message,
-                 args=(conversation_id,),
-                 help="Ask again for the last user message; this reply stays as a version.")
+    row.button(label, key="retry-last", on_click=reply_to_last_user_message,
+               args=(conversation_id,),
+               help="Ask again for the last user message; this reply stays as a version.")
     if cut_off and message["content"]:
-        second.button("▶ Continue", key="continue-last", on_click=continue_reply,
-                      args=(conversation_id, message),
-                      help="The model carries on from where this reply stopped.")
+        row.button("▶ Continue", key="continue-last", on_click=continue_reply,
+                   args=(conversation_id, message),
+                   help="The model carries on from where this reply stopped.")
     if (message.get("metrics") or {}).get("error_kind") != "context_length":
         return
     base = up_to_last_user_message(store.conversation_path(conversation_id))
     already = trimmed.get(conversation_id, 0)
     if trim_more(base, already) > already:
-        third.button("✂️ Trim oldest messages and retry", key="trim-last",
-                     on_click=trim_and_retry, args=(conversation_id,),
-                     help="Leave the oldest half of the earlier messages out of what is sent.")
+        row.button("✂️ Trim oldest messages and retry", key="trim-last",
+                   on_click=trim_and_retry, args=(conversation_id,),
+                   help="Leave the oldest half of the earlier messages out of what is sent.")
 
 
 def near_miss_text(g) -> str:
@@ -168,17 +172,19 @@ def near_miss_text(g) -> str:
 
 
 def show_live(reply) -> None:
-    """Render frames until the generation ends; the runner keeps it going between runs."""
+    """Render frames until the generation ends; the runner keeps it going between runs. The
+    reply takes the same slots as a saved message, so the next run redraws it in place."""
     g = reply.generation
-    with st.chat_message("assistant"):
-        live = LiveReply(st.container(key="live-reply"))
+    slots = MessageSlots("assistant", "live-reply")
+    live = LiveReply(slots.body)
+    with slots.live_status.container():
         waiting = CaptionSlot(st)
         near_slot = CaptionSlot(st)
-        outcome = st.empty()
-        stop_slot = st.empty()
+        st.container(key="stale-guard").html(STALE_GUARD)
     if g.is_active:
-        stop_slot.button("Stop", key="stop-live", on_click=g.stop, type="primary",
-                         help="Stop the reply: the connection is closed and the server stops generating.")
+        slots.actions.button("Stop", key="stop-live", on_click=g.stop, type="primary",
+                             help="Stop the reply: the connection is closed and the server "
+                                  "stops generating.")
     panel = ctx.metrics_panel()
     shown_text = False
     next_frame = 0.0
@@ -198,21 +204,39 @@ def show_live(reply) -> None:
         # Reading session state is a Streamlit yield point: a click (Stop) ends this run here at
         # once, and its callback runs first thing in the next run, without a frame's worth of wait.
         state.get("_yield_point")
-    stop_slot.empty()
-    near_slot.show("")
+    slots.live_status.empty()
     reply.saved.wait(5)
     saved = store.get_message(reply.message_id) or {}
     if g.rule_hit is not None and options.hide_matches and saved:
         live.replace(shown_content(saved, hide_matches=True))
-    with outcome.container():
+    with slots.outcome.container():
         render_outcome(g.state, g.error.message if g.error else None,
                        saved.get("summary") or metrics.summary_line(metrics.compute(g)),
-                       note=g.rule_hit.describe() if g.rule_hit else None)
+                       note=rule_note(g.rule_hit.describe(), options.hide_matches)
+                       if g.rule_hit else None,
+                       cut_off=g.finish_reason == "length")
+    panel.update(g)
     state.last_generation = g
     replies.pop(reply.conversation_id, None)
+    ctx.conversations.mark_busy()
+    # The finished reply gets its actions in place, without a re-run that would re-send the chat.
+    path = store.conversation_path(reply.conversation_id)
+    if path:
+        with slots.actions.container():
+            message_actions(reply.conversation_id, path[-1], True)
+    else:
+        slots.actions.empty()
 
 
+# A new message is taken before anything is drawn, so this run shows it, starts its reply and
+# streams it: no re-run between Enter and the first frame of the reply.
+prompt = st.chat_input("Message StreamChat", key="chat_input")
+prompt = prompt or state.pop("pending_prompt", None)
 conversation_id = current_conversation_id(store)
+if prompt:
+    conversation_id = send(conversation_id, prompt)
+ctx.conversations.draw()
+
 active = replies.get(conversation_id) if conversation_id else None
 messages = store.conversation_path(conversation_id) if conversation_id else []
 if active is None and messages and messages[-1]["state"] == "streaming":
@@ -221,6 +245,7 @@ if active is None and messages and messages[-1]["state"] == "streaming":
     if active is not None:
         replies[conversation_id] = active
 
+st.caption(f"Model: **{options.model_label}**")
 if trimmed.get(conversation_id):
     n_left_out = left_out(messages, trimmed[conversation_id])
     st.caption(f"✂️ The {n_left_out} oldest messages are left out of what is sent "
@@ -231,26 +256,19 @@ for n, message in enumerate(messages):
     is_last = n == len(messages) - 1
     interrupted = message["state"] == "streaming" and flusher.live(message["id"]) is None
     render_message(message, interrupted=interrupted, hide_matches=options.hide_matches,
-                   footer=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
+                   actions=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
 
 if not messages:
     st.markdown("#### Try one of these")
     columns = st.columns(2)
-    for i, example in enumerate(EXAMPLES):
+    for i, example in enumerate(EXAMPLE_PROMPTS):
         columns[i % 2].button(example, key=f"example-{i}", on_click=queue_prompt, args=(example,),
                               width="stretch")
 
-prompt = st.chat_input("Message StreamChat", key="chat_input")
-prompt = prompt or state.pop("pending_prompt", None)
-if prompt:
-    send(conversation_id, prompt)
-    st.rerun()
-
 if active is not None:
     show_live(active)
-    # The finished reply gets its actions in place, without a re-run that would re-send the chat.
-    message_actions(conversation_id, store.conversation_path(conversation_id)[-1], True)
 elif state.get("last_generation") is not None:
     ctx.metrics_panel().update(state.last_generation)
 else:
     ctx.metrics_slot.caption("Live metrics appear here while a reply streams.")
+follow_background_replies()   # a reply in another chat of this session may still be running

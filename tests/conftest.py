@@ -19,14 +19,16 @@ PAGE_SCRIPT = Path(__file__).parent / "apps" / "page.py"
 
 @pytest.fixture
 def open_page(tmp_path, monkeypatch):
-    """open_page(server, "chat"|"compare"|"runs", key=...) -> an AppTest that has run once, for an
-    app pointed at `server` with a fresh data dir (tmp_path/"data") and no stray .env."""
+    """open_page(server, "chat"|"compare"|"runs", key=..., shared=...) -> an AppTest that has run
+    once, for an app pointed at `server` with a fresh data dir (tmp_path/"data") and no stray
+    .env; single-user mode unless `shared`."""
     monkeypatch.chdir(tmp_path)
 
-    def open_(server, page: str = "chat", key: str = "sk-apptest-secret"):
+    def open_(server, page: str = "chat", key: str = "sk-apptest-secret", shared: bool = False):
         for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": key,
                             "OPENAI_MODEL": "scripted", "STREAMCHAT_DATA_DIR": str(tmp_path / "data"),
-                            "STREAMCHAT_TEST_PAGE": page}.items():
+                            "STREAMCHAT_TEST_PAGE": page,
+                            "STREAMCHAT_SHARED": "1" if shared else "0"}.items():
             monkeypatch.setenv(name, value)
         at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=60)
         at.run()

@@ -1,4 +1,6 @@
 """Regenerate, edit & resend, continue, and switching between versions (AppTest)."""
+import re
+
 import pytest
 
 from streamchat.store import Store
@@ -18,7 +20,9 @@ def app(server, open_page):
 
 
 def texts(at, role):
-    return [" ".join(md.value for md in m.markdown) for m in at.chat_message if m.name == role]
+    """The messages' own text, without the bold `n/m` version label."""
+    return [" ".join(md.value for md in m.markdown if not re.fullmatch(r"\*\*\d+/\d+\*\*", md.value))
+            for m in at.chat_message if m.name == role]
 
 
 def button(at, label):
@@ -32,11 +36,11 @@ def test_regenerate_keeps_the_old_reply_as_a_version_and_switching_follows_it(ap
     button(app, "🔁 Regenerate").click().run()
     assert not app.exception
     assert texts(app, "assistant")[-1].startswith("second answer")
-    assert any(c.value == "2/2" for c in app.caption)
+    assert any(m.value == "**2/2**" for m in app.markdown)   # bold, not a pale caption
     assert server.requests[-1].body["messages"][-1]["content"] == "question"
     button(app, "‹").click().run()
     assert texts(app, "assistant") and texts(app, "assistant")[-1].startswith("first answer")
-    assert any(c.value == "1/2" for c in app.caption)
+    assert any(m.value == "**1/2**" for m in app.markdown)
 
 
 def test_edit_resends_from_there_and_the_rest_follows_the_branch(app, server, tmp_path):
@@ -75,7 +79,11 @@ def test_a_stop_rule_stops_the_reply_marks_where_and_can_hide_the_match(app, ser
     assert not app.exception
     shown = texts(app, "assistant")[-1]
     assert "secret" not in shown and "█████" in shown and "follows here" not in shown
-    assert any('stopped by phrase "secret"' in c.value for c in app.caption)
+    # The note says which rule and where, without printing the hidden words (issue 9 item 13).
+    assert any("stopped by phrase █████ at character" in c.value for c in app.caption)
+    assert not any("secret" in c.value for m in app.chat_message for c in m.caption)
+    app.checkbox(key="rule_hide").uncheck().run()
+    assert any('stopped by phrase "secret" at character' in c.value for c in app.caption)
     store = Store(tmp_path / "data")
     reply = store.conversation_messages(store.list_conversations()[0]["id"])[-1]
     assert reply["state"] == "stopped" and "secret" in reply["content"]   # kept, only hidden

@@ -14,6 +14,6 @@ if str(ROOT) not in sys.path:
 
 from components.shell import render_shell  # noqa: E402
 
-render_shell()
-runpy.run_path(str(ROOT / "pages" / f"{os.environ.get('STREAMCHAT_TEST_PAGE', 'chat')}.py"),
-               run_name="__page__")
+PAGE = os.environ.get("STREAMCHAT_TEST_PAGE", "chat")
+render_shell(PAGE)
+runpy.run_path(str(ROOT / "pages" / f"{PAGE}.py"), run_name="__page__")
