@@ -61,7 +61,7 @@ class ConversationList:
     def __init__(self, store, container) -> None:
         self._store = store
         self._container = container
-        self._marks = container.empty()
+        self._marks = container.container(key="conv-marks").empty()   # hidden by shell.BASE_CSS
         self._marked: frozenset[str] | None = None
 
     def draw(self) -> None:
@@ -79,27 +79,33 @@ class ConversationList:
                 st.button(label, key=f"conv_{conv['id']}", on_click=open_conversation,
                           args=(conv["id"],), width="stretch",
                           type="primary" if conv["id"] == current else "tertiary")
-            if current and store.get_conversation(current):
-                self._downloads(current)
+            exists = bool(current and store.get_conversation(current))
+            # Drawn (disabled) also with no chat open: the browser loads the button's code with
+            # the page, not as a grey skeleton in the middle of the first reply.
+            self._downloads(current if exists else None)
+            if exists:
                 st.button("🗑 Delete this chat", key="conv_delete", on_click=_delete,
                           args=(store, current),
                           help="Deletes this conversation; a reply still coming is stopped first.")
         self.mark_busy()
 
-    def _downloads(self, current: str) -> None:
+    def _downloads(self, current: str | None) -> None:
         store = self._store
 
         def export_as(render):
             # Built when clicked, not when the sidebar is drawn: a reply that finishes later
             # in the same run is in the file.
+            if current is None:
+                return ""
             return lambda: render(store.get_conversation(current), store.conversation_messages(current))
+        name = f"chat-{(current or 'none')[:8]}"
         md, js = st.columns(2)
         md.download_button("⬇ Markdown", export_as(export.conversation_markdown),
-                           file_name=f"chat-{current[:8]}.md", mime="text/markdown",
-                           on_click="ignore", key="dl_md")
+                           file_name=f"{name}.md", mime="text/markdown", on_click="ignore",
+                           key="dl_md", disabled=current is None)
         js.download_button("⬇ JSON", export_as(export.conversation_json),
-                           file_name=f"chat-{current[:8]}.json", mime="application/json",
-                           on_click="ignore", key="dl_json")
+                           file_name=f"{name}.json", mime="application/json", on_click="ignore",
+                           key="dl_json", disabled=current is None)
 
     def mark_busy(self) -> None:
         """▶ before every conversation with a reply in progress; cheap to call every frame."""
@@ -111,4 +117,5 @@ class ConversationList:
             self._marks.empty()
             return
         selectors = ", ".join(f".st-key-conv_{cid} button p::before" for cid in sorted(busy))
-        self._marks.html(f"<style>{selectors} {{ content: '▶ '; }}</style>")
+        # Not style-only: that would go to Streamlit's event container, outside this slot.
+        self._marks.html(f"<style>{selectors} {{ content: '▶ '; }}</style><span></span>")

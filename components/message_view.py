@@ -21,9 +21,8 @@ CUT_OFF = "✂️ cut off at the max tokens limit — ▶ Continue carries on"
 # instead of shown faded (Streamlit only removes them when the run ends). The rule holds only
 # while the guard itself belongs to the running run: when the next run starts, the guard is stale
 # too and the page is not blanked while that run redraws it. (Not style-only HTML: that would
-# go to Streamlit's event container and outlive its slot.)
+# go to Streamlit's event container and outlive its slot. Its slot is hidden by shell.BASE_CSS.)
 STALE_GUARD = """<style>
-.st-key-stale-guard { display: none; }
 body:has(.st-key-stale-guard [data-stale="false"]) [data-testid="stMainBlockContainer"] [data-stale="true"] {
   display: none !important;
 }

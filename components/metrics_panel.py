@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 from streamchat import metrics
-from streamchat.generation import FAILED, PENDING, STOPPED, WAITING_FIRST_TOKEN, Generation
+from streamchat.generation import (FAILED, PENDING, STOPPED, STREAMING, WAITING_FIRST_TOKEN,
+                                   Generation)
 
 SOURCE_TEXT = {   # short: every live update of a metric re-sends its help text
     metrics.MEASURED: "Source: measured by this client.",
@@ -83,14 +84,17 @@ class MetricsPanel:
             draw()
             self._shown[key] = value
 
-    def update(self, g: Generation) -> None:
+    def update(self, g: Generation, m: metrics.Metrics | None = None) -> None:
         """Live figures while `g` runs; once it ended, its final figures (metrics.final_metrics:
-        the same numbers as the footer under the reply and its Runs row)."""
+        the same numbers as the footer under the reply and its Runs row). `m`: the figures the
+        page already computed for this frame, so its own timer and the panel's agree.
+        Throttled only while text streams: before that, nothing else uses the websocket and
+        the timers tick every frame."""
         now = time.perf_counter()
-        if g.state == self._updated_state and now - self._updated_at < PANEL_EVERY_S:
+        if g.state == self._updated_state == STREAMING and now - self._updated_at < PANEL_EVERY_S:
             return
         self._updated_at, self._updated_state = now, g.state
-        m = metrics.current(g)
+        m = m or metrics.current(g)
         status = status_text(g, m)
         self._put("status", status, lambda: self._status.markdown(f"**{status}**"))
 
@@ -117,6 +121,16 @@ class MetricsPanel:
 
         details = self._details_text(g, m)
         self._put("details", details, lambda: self._details.caption(details))
+
+    def show_idle(self) -> None:
+        """The panel before any reply: every figure "—". Drawn with the page, so the browser has
+        the metric's code before the first reply (no grey skeletons mid-reply) and the layout
+        does not jump when a reply starts."""
+        self._status.markdown("**Ready** · figures appear as a reply streams")
+        for key, label in (("ttft", "TTFT"), ("decode_tps", "Decode tok/s"),
+                           ("output_tokens", "Output tokens"), ("e2e", "E2E")):
+            self._slots[key].metric(label, "—", help=metrics.HELP[key])
+        self._details.caption("ITL p50 — · p95 —")
 
     @staticmethod
     def _details_text(g: Generation, m: metrics.Metrics) -> str:

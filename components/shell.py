@@ -31,6 +31,9 @@ PRESENTER_CSS = """<style>
 }
 [data-testid="stChatMessage"] [data-testid="stMarkdownContainer"] p { font-size: 1.25rem; }
 </style>"""
+# On every page: the slots that only carry style rules take no room (this also has the browser
+# load st.html's code with the page, not as a grey skeleton when a reply starts).
+BASE_CSS = "<style>.st-key-stale-guard, .st-key-conv-marks { display: none; }</style>"
 # The Stream toggle and the stop rules only act on the chat.
 CHAT_ONLY_CSS = "<style>.st-key-sidebar-chat-only { display: none; }</style>"
 
@@ -49,6 +52,7 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
         st.session_state._told_recovered = True
         st.warning(f"The conversation database was damaged and has been moved aside to "
                    f"`{store.recovered_from.name}`; a fresh one was started.")
+    st.html(BASE_CSS)
     presenter = st.sidebar.toggle("Presenter view", key="presenter",
                                   help="For demos on a projector: hides the settings and pins the "
                                        "live metrics, large, above the chat.")

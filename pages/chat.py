@@ -195,9 +195,10 @@ def show_live(reply) -> None:
             next_frame = time.perf_counter() + FRAME_S
             live.render(reply.text, growing=not finished)
             shown_text = bool(g.text)
-            waiting.show(status_text(g, metrics.compute(g)) if not g.text and not finished else "")
+            figures = metrics.current(g)   # one snapshot: the chat's timer and the panel's agree
+            waiting.show(status_text(g, figures) if not g.text and not finished else "")
             near_slot.show(near_miss_text(g))
-            panel.update(g)
+            panel.update(g, figures)
         if finished:
             break
         time.sleep(POLL_S)
@@ -211,7 +212,7 @@ def show_live(reply) -> None:
         live.replace(shown_content(saved, hide_matches=True))
     with slots.outcome.container():
         render_outcome(g.state, g.error.message if g.error else None,
-                       saved.get("summary") or metrics.summary_line(metrics.compute(g)),
+                       saved.get("summary") or metrics.summary_line(metrics.final_metrics(g)),
                        note=rule_note(g.rule_hit.describe(), options.hide_matches)
                        if g.rule_hit else None,
                        cut_off=g.finish_reason == "length")
@@ -270,5 +271,5 @@ if active is not None:
 elif state.get("last_generation") is not None:
     ctx.metrics_panel().update(state.last_generation)
 else:
-    ctx.metrics_slot.caption("Live metrics appear here while a reply streams.")
+    ctx.metrics_panel().show_idle()
 follow_background_replies()   # a reply in another chat of this session may still be running

@@ -20,7 +20,7 @@ def validate_base_url(url: str) -> str:
     url = (url or "").strip().rstrip("/")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ProviderError(f"'{url[:100]}' is not a valid base URL: use something like "
+        raise ProviderError(f"'{errors.redact(url, limit=100)}' is not a valid base URL: use something like "
                             "http://127.0.0.1:8000/v1 or https://api.openai.com/v1.")
     return url
 

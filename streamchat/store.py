@@ -206,7 +206,10 @@ def _message_row(row: sqlite3.Row) -> dict:
 def _run_row(row: sqlite3.Row) -> dict:
     d = dict(row)
     raw = d.pop("extra_json")
-    d["extra"] = json.loads(raw) if raw else None
+    try:
+        d["extra"] = json.loads(raw) if raw else None
+    except ValueError:   # one damaged old row must not break the Runs page
+        d["extra"] = None
     return d
 
 
@@ -471,7 +474,9 @@ def run_fields_from_generation(generation: Generation, *, source: str, conversat
                                local_token_source: str = metrics_mod.ESTIMATED) -> dict:
     """The runs row for a finished generation (for Store.record_run)."""
     g = generation
-    m = metrics_mod.compute(g, local_token_count=local_token_count, local_token_source=local_token_source)
+    m = (metrics_mod.final_metrics(g) if local_token_count is None else
+         metrics_mod.compute(g, local_token_count=local_token_count,
+                             local_token_source=local_token_source))
     endpoint = g.endpoint
     fields = {
         "source": source,

@@ -112,7 +112,8 @@ def stack(data_dir, app_log):
     if not have_chromium():
         pytest.skip("needs /usr/bin/chromium")
     with scripted_server_process(tokens=5, rate=0) as srv, \
-            streamlit_app("app.py", {**app_env(srv, data_dir), "OPENAI_API_KEY": CANARY},
+            streamlit_app("app.py", {**app_env(srv, data_dir), "OPENAI_API_KEY": CANARY,
+                                     "STREAMCHAT_SHARED": "1"},   # strict per-browser isolation
                           log_path=app_log) as url, chromium() as browser:
         yield srv, url, browser
 
@@ -162,6 +163,13 @@ def metric_value(page, label: str) -> str:
 
 def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).items()}
+
+
+def identity(page) -> str:
+    """The browser's identity: the cookie the app set on its first visit (shared mode)."""
+    page.wait_for_function("() => document.cookie.includes('streamchat_id=')", timeout=10_000)
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    return cookies["streamchat_id"]
 
 
 def download(page, button) -> bytes:
@@ -325,8 +333,7 @@ def test_api_key_never_leaves_the_server_process(stack, data_dir, app_log):
 
 @pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
-# The session token (?u=...) alone gates listing a session's chats: it must not be in a file
-# people share.
+# The identity cookie alone gates listing a browser's chats: it must not be in a file people share.
 def test_conversation_json_download_does_not_carry_the_session_token(stack):
     srv, url, browser = stack
     srv.reset()
@@ -335,7 +342,7 @@ def test_conversation_json_download_does_not_carry_the_session_token(stack):
         send_prompt(page, "whose chat is this")
         wait_for_text(page, "own2", timeout=30)
         wait_idle(page)
-        owner = query(page.url)["u"]
+        owner = identity(page)
         data = download(page, page.locator(SIDEBAR).get_by_role("button", name="⬇ JSON"))
         assert b"own2" in data or b"whose chat" in data
         assert owner.encode() not in data, "the session token is in the JSON download"
@@ -461,14 +468,15 @@ def test_two_sessions_chatting_at_once_never_see_each_other(stack):
             sidebar = page.locator(SIDEBAR).inner_text()
             assert mine["prompt"] in sidebar and other["prompt"] not in sidebar
             assert int(metric_value(page, "Output tokens").split()[0]) == mine["tokens"]
-            owners[name] = query(page.url)
+            owners[name] = {**query(page.url), "u": identity(page)}
         assert owners["ONE"]["u"] != owners["TWO"]["u"]
+        assert "u" not in query(one.url) and "u" not in query(two.url)
 
-        # Knowing another session's conversation id is not enough to open it.
+        # Knowing another session's conversation id (or identity) is not enough to open it.
         for name, page in pages.items():
             other_name = "TWO" if name == "ONE" else "ONE"
             other = sessions[other_name]
-            page.goto(f"{url}/?u={owners[name]['u']}&c={owners[other_name]['c']}")
+            page.goto(f"{url}/?u={owners[other_name]['u']}&c={owners[other_name]['c']}")
             page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
             wait_idle(page)
             body = page.locator("body").inner_text()

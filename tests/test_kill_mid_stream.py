@@ -129,7 +129,7 @@ def test_sigkill_mid_stream_loses_under_a_second_and_the_restart_shows_it_interr
 
         # ---- a new app on the same data: the partial reply is there, marked interrupted
         with streamlit_app("app.py", env, log_path=tmp_path / "run2.log") as url, chromium() as browser:
-            with app_page(browser, f"{url}/?u={session['u']}&c={session['c']}") as page:
+            with app_page(browser, f"{url}/?c={session['c']}") as page:
                 wait_for_text(page, "interrupted", timeout=30)
                 wait_for_text(page, content.split()[-1], timeout=10)    # the last saved token
                 wait_for_text(page, "pre4", timeout=10)
