@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sqlite3
 import time
@@ -237,12 +238,22 @@ class CorruptDatabase(sqlite3.DatabaseError):
     pass
 
 
+def _make_private(data_dir: Path, db_path: Path) -> None:
+    """Chats are private: the folder 0700, the database 0600 (SQLite gives its -wal and -shm files
+    the database file's mode). Tightened also when an older version created them open."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(db_path, os.O_CREAT | os.O_RDWR, 0o600))
+    for path, mode in ((data_dir, 0o700), (db_path, 0o600)):
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(mode)
+
+
 # ---- the store -------------------------------------------------------------------------------
 class Store:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DB_NAME
+        _make_private(self.data_dir, self.path)
         self.recovered_from: Path | None = None  # where a corrupt database was moved to
         try:
             self._open()
@@ -250,6 +261,7 @@ class Store:
             if not _is_corruption(err):
                 raise
             self.recovered_from = self._move_aside()
+            _make_private(self.data_dir, self.path)
             self._open()
         self._keeper = sqlite3.connect(self.path, check_same_thread=False)
         self._keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()

@@ -378,3 +378,25 @@ def test_flat_conversations_from_before_the_tree_become_a_chain(tmp_path):
         conn.execute("PRAGMA user_version = 2")
     store = Store(tmp_path)
     assert [m["id"] for m in store.conversation_path(cid)] == ids
+
+
+def test_data_folder_and_database_files_are_private(tmp_path):
+    """Issue 10 item 4: other users of the machine cannot read the chats."""
+    data = tmp_path / "private"
+    store = Store(data)
+    try:
+        store.create_conversation()
+        assert data.stat().st_mode & 0o777 == 0o700
+        for path in data.iterdir():
+            assert path.stat().st_mode & 0o077 == 0, (path.name, oct(path.stat().st_mode))
+    finally:
+        store.close()
+
+
+def test_an_open_folder_from_an_older_version_is_tightened(tmp_path):
+    data = tmp_path / "old"
+    data.mkdir(mode=0o755)
+    (data / "streamchat.db").touch(mode=0o644)
+    Store(data).close()
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "streamchat.db").stat().st_mode & 0o777 == 0o600
