@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from streamchat import export
+from streamchat.replies import flusher
 
 from .identity import listed_owner, may_open, session_owner
 
@@ -18,6 +19,9 @@ def current_conversation_id(store) -> str | None:
         from_url = st.query_params.get(QUERY_KEY)
         state.conversation_id = from_url if from_url and may_open(store.get_conversation(from_url)) \
             else None
+    if state.conversation_id and store.get_conversation(state.conversation_id) is None:
+        st.toast("This chat was deleted (in another tab).", icon="ℹ️")
+        open_conversation(None)
     if state.conversation_id and st.query_params.get(QUERY_KEY) != state.conversation_id:
         st.query_params[QUERY_KEY] = state.conversation_id
     return state.conversation_id
@@ -38,11 +42,15 @@ def create_conversation(store) -> str:
 
 
 def _delete(store, conversation_id: str) -> None:
-    """Delete works also while a reply streams into the chat: the reply is stopped first."""
-    reply = st.session_state.get("active_replies", {}).pop(conversation_id, None)
-    if reply is not None:
+    """Delete works also while a reply streams into the chat (from this tab or another): the
+    reply is stopped first."""
+    st.session_state.get("active_replies", {}).pop(conversation_id, None)
+    live = [reply for m in store.conversation_messages(conversation_id)
+            if (reply := flusher.live(m["id"])) is not None]
+    for reply in live:
         reply.generation.stop()
-        reply.saved.wait(2)   # its final save must not recreate rows of a deleted chat
+    for reply in live:
+        reply.saved.wait(2)   # its final save must not land after the delete
     store.delete_conversation(conversation_id)
     if st.session_state.get("conversation_id") == conversation_id:
         open_conversation(None)

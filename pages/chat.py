@@ -42,10 +42,16 @@ def send(conversation_id: str | None, text: str) -> str | None:
         st.toast(problem, icon="⚠️")
         if not text:
             return conversation_id
+    if conversation_id is not None and store.get_conversation(conversation_id) is None:
+        st.toast("That chat was deleted (in another tab): your message starts a new chat.",
+                 icon="ℹ️")
+        conversation_id = None
     if conversation_id is None:
         conversation_id = create_conversation(store)
-    store.add_message(conversation_id, "user", text)
-    reply_to_last_user_message(conversation_id)
+    message_id = store.add_message(conversation_id, "user", text)
+    # The branch up to this very message: another tab may have added to the chat meanwhile.
+    start_generation(conversation_id, store.conversation_path(conversation_id, up_to=message_id),
+                     parent_id=message_id)
     return conversation_id
 
 
@@ -222,10 +228,10 @@ def show_live(reply) -> None:
     ctx.conversations.mark_busy()
     # The finished reply gets its actions in place, without a re-run that would re-send the chat.
     path = store.conversation_path(reply.conversation_id)
-    if path:
+    if path and path[-1]["id"] == reply.message_id:
         with slots.actions.container():
             message_actions(reply.conversation_id, path[-1], True)
-    else:
+    else:   # the chat moved on in another tab, or was deleted there: the next run redraws it
         slots.actions.empty()
 
 

@@ -359,18 +359,21 @@ class Store:
                                 (conversation_id,))
             return [_message_row(r) for r in rows]
 
-    def conversation_path(self, conversation_id: str) -> list[dict]:
-        """The messages of the current branch, root first. Each has `siblings` (ids of the
-        versions at its place, oldest first) and `version` (its 1-based index among them)."""
+    def conversation_path(self, conversation_id: str, up_to: str | None = None) -> list[dict]:
+        """The messages of the current branch (or of the branch ending at message `up_to`), root
+        first. Each has `siblings` (ids of the versions at its place, oldest first) and `version`
+        (its 1-based index among them)."""
         messages = self.conversation_messages(conversation_id)
         conv = self.get_conversation(conversation_id)
         if not messages or conv is None:
             return []
         by_id = {m["id"]: m for m in messages}
+        if up_to is not None and up_to not in by_id:
+            return []
         children: dict[str | None, list[str]] = {}
         for m in messages:
             children.setdefault(m["parent_id"], []).append(m["id"])
-        node = by_id.get(conv.get("leaf_id")) or messages[-1]
+        node = by_id.get(up_to or conv.get("leaf_id")) or messages[-1]
         path = []
         while node is not None:
             siblings = children[node["parent_id"]]
@@ -410,6 +413,13 @@ class Store:
                 raise KeyError(f"no conversation {conversation_id!r}")
             if parent_id is APPEND:
                 parent_id = conv["leaf_id"]
+                if role == "user" and parent_id is not None:
+                    # Turns alternate: a message sent while the last one still has no reply
+                    # (another tab sent it a moment ago) becomes another version of it.
+                    leaf = conn.execute("SELECT role, parent_id FROM messages WHERE id = ?",
+                                        (parent_id,)).fetchone()
+                    if leaf is not None and leaf["role"] == "user":
+                        parent_id = leaf["parent_id"]
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
                                (conversation_id,)).fetchone()[0]
             conn.execute(
