@@ -1,6 +1,7 @@
 """Chat: history, live streaming reply with Stop, live metrics in the sidebar."""
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import streamlit as st
@@ -46,9 +47,15 @@ def send(conversation_id: str | None, text: str) -> str | None:
         st.toast("That chat was deleted (in another tab): your message starts a new chat.",
                  icon="ℹ️")
         conversation_id = None
-    if conversation_id is None:
-        conversation_id = create_conversation(store)
-    message_id = store.add_message(conversation_id, "user", text)
+    try:
+        if conversation_id is None:
+            conversation_id = create_conversation(store)
+        message_id = store.add_message(conversation_id, "user", text)
+    except sqlite3.Error as exc:   # e.g. locked by another program for longer than we wait
+        state.unsent = (text, f"Your message could not be saved ({exc}), so it was not sent. "
+                              "It is kept below: send it again when the database is free.")
+        return conversation_id
+    state.pop("unsent", None)
     # The branch up to this very message: another tab may have added to the chat meanwhile.
     start_generation(conversation_id, store.conversation_path(conversation_id, up_to=message_id),
                      parent_id=message_id)
@@ -213,6 +220,11 @@ def show_live(reply) -> None:
         state.get("_yield_point")
     slots.live_status.empty()
     reply.saved.wait(5)
+    save_note = None
+    if not reply.saved.is_set() or reply.save_problem:
+        save_note = reply.save_problem or ("Saving this reply is taking long (the database is "
+                                           "busy). It stays here and is saved as soon as the "
+                                           "database can be written.")
     saved = store.get_message(reply.message_id) or {}
     if g.rule_hit is not None and options.hide_matches and saved:
         live.replace(shown_content(saved, hide_matches=True))
@@ -222,6 +234,8 @@ def show_live(reply) -> None:
                        note=rule_note(g.rule_hit.describe(), options.hide_matches)
                        if g.rule_hit else None,
                        cut_off=g.finish_reason == "length")
+        if save_note:
+            st.warning(save_note, icon="💾")
     panel.update(g)
     state.last_generation = g
     replies.pop(reply.conversation_id, None)
@@ -264,6 +278,12 @@ for n, message in enumerate(messages):
     interrupted = message["state"] == "streaming" and flusher.live(message["id"]) is None
     render_message(message, interrupted=interrupted, hide_matches=options.hide_matches,
                    actions=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
+
+if state.get("unsent"):
+    unsent_text, unsent_problem = state.unsent
+    st.error(unsent_problem, icon="⚠️")
+    st.code(unsent_text, language=None, wrap_lines=True)
+    st.button("Send again", key="send-unsent", on_click=queue_prompt, args=(unsent_text,))
 
 if not messages:
     st.markdown("#### Try one of these")

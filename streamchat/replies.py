@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ _savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamchat-save"
 
 SENDABLE_STATES = ("done", "stopped")
 FLUSH_EVERY_S = 0.5
+SAVE_RETRY_S = 5.0    # a final save that met a locked database is tried again after this…
+SAVE_ATTEMPTS = 12    # …this many times in all (each attempt itself waits Store.write_patience)
 
 
 def is_sent(message: dict) -> bool:
@@ -76,6 +79,8 @@ class ActiveReply:
     # Orders the partial flushes against the final save, so a late flush never overwrites it.
     lock: threading.Lock = field(default_factory=threading.Lock)
     flushed_len: int = 0
+    save_problem: str | None = None   # why the reply is not (yet) saved, for the user
+    save_attempts: int = 0
 
     @property
     def text(self) -> str:
@@ -151,7 +156,12 @@ def save_generation(store, reply: ActiveReply) -> None:
 
 
 def _save_generation(store, reply: ActiveReply) -> None:
+    """Save the finished reply. A database locked by another program is waited out (the store
+    retries each write for a while; then this tries again every SAVE_RETRY_S) with the text
+    kept in memory and `save_problem` telling the user; `saved` is set once it is in the store
+    or the save was given up."""
     g = reply.generation
+    reply.save_attempts += 1
     try:
         # The one final set of figures: the live panel's last frame shows this same object.
         m = metrics.final_metrics(g)
@@ -161,10 +171,21 @@ def _save_generation(store, reply: ActiveReply) -> None:
                              metrics=message_metrics(g, m, offset=len(reply.prefix)))
         store.record_run(**run_fields(g, m, conversation_id=reply.conversation_id,
                                       message_id=reply.message_id))
-    except Exception:
+        reply.save_problem = None
+    except sqlite3.OperationalError as exc:   # locked, busy, disk full, read-only
+        log.warning("could not save reply %s yet (%s)", reply.message_id, exc)
+        if reply.save_attempts < SAVE_ATTEMPTS:
+            reply.save_problem = (f"Not saved yet: {exc}. The reply stays here and is saved as "
+                                  "soon as the database can be written.")
+            threading.Timer(SAVE_RETRY_S, _savers.submit, (save_generation, store, reply)).start()
+            return
+        reply.save_problem = (f"This reply could not be saved ({exc}). It stays on screen until "
+                              "you leave: download the chat (sidebar) to keep it.")
+    except Exception as exc:
         log.exception("could not save reply %s", reply.message_id)
-    finally:
-        reply.saved.set()
+        reply.save_problem = (f"This reply could not be saved ({type(exc).__name__}: {exc}). "
+                              "It stays on screen until you leave: download the chat to keep it.")
+    reply.saved.set()
 
 
 def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:

@@ -30,7 +30,8 @@ from .generation import Generation
 DB_NAME = "streamchat.db"
 DEFAULT_TITLE = "New chat"
 TITLE_LENGTH = 60
-BUSY_TIMEOUT_S = 5.0
+BUSY_TIMEOUT_S = 5.0     # SQLite's own wait for a lock, per attempt
+WRITE_PATIENCE_S = 30.0  # how long a write keeps trying, with backoff, before DatabaseBusy
 
 ROLES = ("system", "user", "assistant")
 MESSAGE_STATES = ("done", "streaming", "stopped", "failed")
@@ -238,6 +239,10 @@ class CorruptDatabase(sqlite3.DatabaseError):
     pass
 
 
+class DatabaseBusy(sqlite3.OperationalError):
+    """Another process kept the database write-locked for longer than the store waits."""
+
+
 def _make_private(data_dir: Path, db_path: Path) -> None:
     """Chats are private: the folder 0700, the database 0600 (SQLite gives its -wal and -shm files
     the database file's mode). Tightened also when an older version created them open."""
@@ -255,6 +260,8 @@ class Store:
         self.path = self.data_dir / DB_NAME
         _make_private(self.data_dir, self.path)
         self.recovered_from: Path | None = None  # where a corrupt database was moved to
+        self.write_patience = WRITE_PATIENCE_S
+        self.lock_waits = 0   # times a write found the database locked (for tests and logs)
         try:
             self._open()
         except sqlite3.DatabaseError as err:
@@ -278,8 +285,7 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
             if write:
-                # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlock (SQLITE_BUSY).
-                conn.execute("BEGIN IMMEDIATE")
+                self._begin_write(conn)
             yield conn
             if write:
                 conn.execute("COMMIT")
@@ -289,6 +295,27 @@ class Store:
             raise
         finally:
             conn.close()
+
+    def _begin_write(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock (IMMEDIATE: up front, so no read-then-upgrade deadlock). Another
+        process may hold it for longer than SQLite's busy timeout (a backup, a long query):
+        keep trying with backoff for `write_patience` seconds before giving up with
+        DatabaseBusy, so nothing is lost to a short lock."""
+        deadline = time.monotonic() + self.write_patience
+        pause = 0.05
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                self.lock_waits += 1
+                if time.monotonic() + pause > deadline:
+                    raise DatabaseBusy(f"the database stayed locked for {self.write_patience:g} s"
+                                       ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def _open(self) -> None:
         with self._connect() as conn:
