@@ -21,6 +21,7 @@ from . import errors
 from .config import LOCAL
 from .generation import (DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation,
                          GenerationRequest)
+from .text import clean_text
 from .wire import CountingTransport, current_listener
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ class Runner:
             generation.timings = timings
         if chunk.model and generation.model_reported is None:
             generation.model_reported = chunk.model
-        generation._record_chunk(t, delta_text)
+        generation._record_chunk(t, clean_text(delta_text))
 
     async def _whole(self, generation: Generation, client: openai.AsyncOpenAI,
                      endpoint: Endpoint) -> None:
@@ -291,7 +292,7 @@ class Runner:
             generation.timings = timings
         generation.model_reported = completion.model
         text = (choice.message.content or "") if choice and choice.message else ""
-        generation._record_chunk(t, text)
+        generation._record_chunk(t, clean_text(text))
         if not text:
             raise errors.EmptyReply()
 

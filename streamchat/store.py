@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from . import metrics as metrics_mod
 from .errors import redact, strip_url_credentials
 from .generation import Generation
+from .text import clean_text
 
 DB_NAME = "streamchat.db"
 DEFAULT_TITLE = "New chat"
@@ -174,16 +175,6 @@ APPEND = object()   # add_message: make the new message a child of the conversat
 # ---- helpers ---------------------------------------------------------------------------------
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def clean_text(s: str) -> str:
-    """Drop NULs; replace lone surrogates with U+FFFD (pairs are joined) so any str inserts."""
-    s = s.replace("\x00", "")
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _clean(value: Any) -> Any:
