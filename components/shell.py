@@ -1,6 +1,8 @@
 """The part of every run that is the same on every page: settings, store, sidebar slots."""
 from __future__ import annotations
 
+import sqlite3
+
 import streamlit as st
 
 from streamchat.config import load_settings
@@ -42,10 +44,13 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
     """`page`: the page about to run. Every page but the chat gets the conversation list drawn
     here; the chat draws it after taking a new message, so a new chat is listed at once."""
     settings = load_settings()
+    for problem in settings.problems:
+        st.warning(problem, icon="⚠️")
     try:
         store = shared_store(str(settings.data_dir))
-    except OSError as exc:
-        st.error(f"Cannot use the data folder `{settings.data_dir}` ({exc.strerror or exc}). "
+    except (OSError, sqlite3.Error) as exc:   # missing rights, read-only folder or disk
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        st.error(f"Cannot use the data folder `{settings.data_dir}` ({reason}). "
                  "Set STREAMCHAT_DATA_DIR to a folder this user can write to.")
         st.stop()
     if store.recovered_from and not st.session_state.get("_told_recovered"):

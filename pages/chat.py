@@ -15,7 +15,7 @@ from components.metrics_panel import status_text
 from components.shell import follow_background_replies
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
-from streamchat.inputs import clean_user_message
+from streamchat.inputs import MAX_MESSAGE_CHARS, clean_user_message
 from streamchat.presets import EXAMPLE_PROMPTS
 from streamchat.replies import (flusher, history_for_request, left_out, start_reply, trim_more,
                                 up_to_last_user_message)
@@ -25,6 +25,7 @@ from streamchat.store import APPEND
 # every key it has seen for the whole session, and a per-reply key would keep each reply alive.
 FRAME_S = 1 / 15   # render rate: frames, not tokens
 POLL_S = 0.01     # how often a pending click is noticed between frames
+UNSENT_PREVIEW = 2_000   # characters of a message that was not sent, shown above its download
 
 ctx = context()
 store, options, state = ctx.store, ctx.options, st.session_state
@@ -38,10 +39,13 @@ def queue_prompt(text: str) -> None:
 
 def send(conversation_id: str | None, text: str) -> str | None:
     """Save the user's message and start the reply; returns the conversation it went to."""
+    typed = text
     text, problem = clean_user_message(text)
     if problem:
         st.toast(problem, icon="⚠️")
         if not text:
+            if typed.strip():   # too long: the chat input is cleared, so keep what was typed
+                state.unsent = (typed, problem)
             return conversation_id
     if conversation_id is not None and store.get_conversation(conversation_id) is None:
         st.toast("That chat was deleted (in another tab): your message starts a new chat.",
@@ -282,8 +286,14 @@ for n, message in enumerate(messages):
 if state.get("unsent"):
     unsent_text, unsent_problem = state.unsent
     st.error(unsent_problem, icon="⚠️")
-    st.code(unsent_text, language=None, wrap_lines=True)
-    st.button("Send again", key="send-unsent", on_click=queue_prompt, args=(unsent_text,))
+    st.code(unsent_text[:UNSENT_PREVIEW] + ("\n…" if len(unsent_text) > UNSENT_PREVIEW else ""),
+            language=None, wrap_lines=True)
+    row = st.container(horizontal=True, gap="small")
+    if len(unsent_text) <= MAX_MESSAGE_CHARS:
+        row.button("Send again", key="send-unsent", on_click=queue_prompt, args=(unsent_text,))
+    row.download_button("⬇ Your message as a file", unsent_text, file_name="message.txt",
+                        mime="text/plain", on_click="ignore", key="unsent-download")
+    row.button("Discard", key="discard-unsent", on_click=state.pop, args=("unsent", None))
 
 if not messages:
     st.markdown("#### Try one of these")

@@ -21,6 +21,7 @@ class Settings:
     model: str | None = None
     local_model_path: str | None = None
     data_dir: Path = Path("data")
+    problems: tuple[str, ...] = ()   # what was wrong with the configuration, for the user
 
     @property
     def default_provider(self) -> str:
@@ -35,8 +36,13 @@ def load_settings(env_file: str | os.PathLike | None = ".env",
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Real environment variables win over the `.env` file, as python-dotenv does by default."""
     values: dict[str, str] = {}
+    problems: list[str] = []
     if env_file and Path(env_file).is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        except UnicodeDecodeError as exc:
+            problems.append(f"`{env_file}` is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                            f"position {exc.start}), so it was ignored: save it as UTF-8.")
     values.update(os.environ if environ is None else environ)
 
     def get(name: str) -> str | None:
@@ -49,4 +55,5 @@ def load_settings(env_file: str | os.PathLike | None = ".env",
         model=get("OPENAI_MODEL"),
         local_model_path=get("LOCAL_MODEL_PATH"),
         data_dir=Path(get("STREAMCHAT_DATA_DIR") or "data"),
+        problems=tuple(problems),
     )
