@@ -12,11 +12,11 @@ from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
 from streamchat.generation import GenerationParams
+from streamchat.presets import COMPARE_PROMPT
 from streamchat.replies import history_for_request
 
 FRAME_S = 1 / 15
 POLL_S = 0.01
-DEFAULT_PROMPT = "Count to 100 with commas, no line breaks."
 
 ctx = context()
 state = st.session_state
@@ -49,7 +49,7 @@ def start_comparison() -> None:
 comparison: compare.Comparison | None = state.get("comparison")
 running = comparison is not None and not comparison.is_finished
 
-st.text_area("Prompt", value=DEFAULT_PROMPT, key="cmp_prompt", height=80, disabled=running)
+st.text_area("Prompt", value=COMPARE_PROMPT, key="cmp_prompt", height=80, disabled=running)
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
 left.radio("Mode", compare.MODES, key="cmp_mode", horizontal=True, disabled=running,
            format_func={compare.SEQUENTIAL: "Sequential (fair)", compare.RACE: "Race (at once)"}.get,
@@ -88,9 +88,46 @@ def panel_line(g) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def order_of(pair: compare.ComparePair | None) -> tuple[str, str]:
+    """(first side, second side) of a pair; the first pair (and the warm-up) starts streaming."""
+    stream_first = pair.stream_first if pair is not None else True
+    order = (compare.STREAM, compare.NON_STREAM)
+    return order if stream_first else order[::-1]
+
+
+def progress_text(done: int, total: int, pair: compare.ComparePair | None) -> str:
+    text = f"{done} of {total} replies"
+    if comparison.repeat > 1 and pair is not None:
+        text += f" · repeat {pair.index + 1} of {comparison.repeat}"
+    if comparison.mode == compare.SEQUENTIAL:
+        first, second = order_of(pair)
+        text += (f" · one at a time: {compare.SIDE_LABELS[first]} first, then "
+                 f"{compare.SIDE_LABELS[second].lower()}")
+    return text
+
+
+def waiting_text(side: str, pair: compare.ComparePair | None, finished: bool) -> tuple[str, str]:
+    """(status line, panel text) for a side with no generation (yet) in the pair shown."""
+    if finished:
+        why = "the comparison was stopped" if comparison.stopped else \
+            "the comparison ended before its turn"
+        return "not run", f"Not run: {why}."
+    if comparison.mode == compare.RACE:
+        return "queued", "**Queued**: starts together with the other side."
+    first, _ = order_of(pair)
+    if side == first:
+        if pair is not None:
+            return "starting…", "Starting…"
+        return "queued", "**Queued**: runs first, after the warm-up request."
+    return "queued", (f"**Queued**: runs second, when {compare.SIDE_LABELS[first].lower()} "
+                      "has finished (one at a time, so they do not compete for the server).")
+
+
 def render_until_finished() -> None:
-    """Frames for the pair being run; a new pair gets fresh panels."""
+    """Frames for the pair being run; a new pair gets fresh panels. A side that has not started
+    says so ("queued") instead of staying blank."""
     lives: dict[str, tuple] = {}
+    waiting: dict[str, str] = {}
     next_frame = 0.0
     while True:
         finished = comparison.is_finished
@@ -102,11 +139,19 @@ def render_until_finished() -> None:
                 progress.progress(0.0, text="warming up the connection (one uncounted "
                                             "1-token request)…")
             else:
-                progress.progress(done / total, text=f"{done} of {total} replies")
+                progress.progress(done / total, text=progress_text(done, total, pair))
             for side in compare.SIDES:
                 g = pair.get(side) if pair else None
                 if g is None:
+                    status, text = waiting_text(side, pair, finished)
+                    if waiting.get(side) != text:   # sent once, not every frame
+                        panels[side]["body"].info(text)
+                        panels[side]["status"].show(status)
+                        panels[side]["line"].show("")
+                        waiting[side] = text
+                        lives.pop(side, None)
                     continue
+                waiting.pop(side, None)
                 if lives.get(side, (None,))[0] is not g:
                     lives[side] = (g, LiveReply(panels[side]["body"].container(height=260)))
                 lives[side][1].render(g.text, growing=not g.is_finished)
@@ -129,7 +174,15 @@ verdict = comparison.verdict()
 (st.success if verdict.startswith("Streaming showed") else st.warning)(verdict)
 
 
-def timeline_chart(pair: compare.ComparePair) -> alt.Chart | None:
+SIDE_NAMES = [compare.SIDE_LABELS[side] for side in compare.SIDES]
+# Okabe–Ito orange and blue: a high-contrast pair that colour-blind viewers and washed-out
+# projectors still tell apart.
+SIDE_SCALE = alt.Scale(domain=SIDE_NAMES,
+                       range=[compare.SIDE_COLORS[side] for side in compare.SIDES])
+LINE_WIDTH = 4
+
+
+def timeline_chart(pair: compare.ComparePair) -> alt.LayerChart | None:
     rows, marks = [], []
     for side in compare.SIDES:
         g = pair.get(side)
@@ -144,12 +197,19 @@ def timeline_chart(pair: compare.ComparePair) -> alt.Chart | None:
                               "mark": f"{compare.SIDE_LABELS[side]} {name}"})
     if not rows:
         return None
-    lines = alt.Chart(pd.DataFrame(rows)).mark_line(interpolate="step-after").encode(
-        x=alt.X("seconds:Q", title="seconds since request sent"),
-        y=alt.Y("characters visible:Q"), color="mode:N")
-    rules = alt.Chart(pd.DataFrame(marks)).mark_rule(strokeDash=[4, 3]).encode(
-        x="seconds:Q", color="mode:N", tooltip=["mark:N", alt.Tooltip("seconds:Q", format=".3f")])
-    return lines + rules
+    axis = {"labelFontSize": 14, "titleFontSize": 14, "labelColor": "#222", "titleColor": "#222"}
+    # Both layers colour by mode with the same scale and legend, so Vega-Lite draws one legend.
+    color = alt.Color("mode:N", scale=SIDE_SCALE, sort=SIDE_NAMES, legend=alt.Legend(
+        title=None, orient="top", direction="horizontal", labelFontSize=16, labelColor="#222",
+        symbolType="stroke", symbolStrokeWidth=LINE_WIDTH + 1, symbolSize=600, columnPadding=28))
+    lines = alt.Chart(pd.DataFrame(rows)).mark_line(
+        interpolate="step-after", strokeWidth=LINE_WIDTH, strokeCap="round").encode(
+        x=alt.X("seconds:Q", title="seconds since request sent", axis=alt.Axis(**axis)),
+        y=alt.Y("characters visible:Q", axis=alt.Axis(**axis)), color=color)
+    rules = alt.Chart(pd.DataFrame(marks)).mark_rule(
+        strokeWidth=2, strokeDash=[8, 5], opacity=0.9).encode(
+        x="seconds:Q", color=color, tooltip=["mark:N", alt.Tooltip("seconds:Q", format=".3f")])
+    return alt.layer(rules, lines).properties(height=340)
 
 
 if comparison.current is not None:
@@ -171,13 +231,23 @@ def fmt(value, unit) -> str:
     return f"{value:,.1f}" if unit == "tok/s" else f"{value:,.0f}"
 
 
+def explained(row: dict) -> str:
+    label, help_text = row["label"], row["help"]
+    if help_text.lower().startswith(label.lower() + ":"):   # "Output tokens: Output tokens: …"
+        help_text = help_text[len(label) + 1:].lstrip()
+    return f"**{label}**: {help_text}"
+
+
+# A static table: short labels, every cell shown in full at any width (a data grid cuts long
+# labels with "…"); what each label means is in the caption below it.
 table = pd.DataFrame([{
     "metric": row["label"],
-    "streaming (median)": fmt(row["stream_median"], row["unit"]),
-    "streaming (p95)": fmt(row["stream_p95"], row["unit"]),
-    "non-streaming (median)": fmt(row["non_stream_median"], row["unit"]),
-    "non-streaming (p95)": fmt(row["non_stream_p95"], row["unit"]),
+    "streaming median": fmt(row["stream_median"], row["unit"]),
+    "streaming p95": fmt(row["stream_p95"], row["unit"]),
+    "non-streaming median": fmt(row["non_stream_median"], row["unit"]),
+    "non-streaming p95": fmt(row["non_stream_p95"], row["unit"]),
 } for row in summary])
-st.dataframe(table, hide_index=True, width="stretch")
+st.table(table, hide_index=True)
+st.caption("  \n".join(explained(row) for row in summary))
 with st.expander("Every run"):
     st.dataframe(pd.DataFrame(compare.run_rows(comparison.pairs)), hide_index=True)

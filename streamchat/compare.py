@@ -24,6 +24,9 @@ STREAM = "stream"
 NON_STREAM = "non-stream"
 SIDES = (STREAM, NON_STREAM)
 SIDE_LABELS = {STREAM: "Streaming", NON_STREAM: "Non-streaming"}
+# One colour per side wherever the two are drawn (Compare, Runs): Okabe–Ito orange and blue,
+# told apart with every common colour-vision deficiency and on a washed-out projector.
+SIDE_COLORS = {STREAM: "#E69F00", NON_STREAM: "#0072B2"}
 
 SEQUENTIAL = "sequential"
 RACE = "race"
@@ -270,14 +273,15 @@ def run_rows(pairs: Iterable[ComparePair]) -> list[dict]:
     return [{"repeat": p.index + 1, **generation_values(g)} for p in pairs for g in p.generations]
 
 
-# metric key, label, unit, help
+# metric key, label, unit, help. Labels stay short (a table column at 1280 px, a projector);
+# what they mean exactly is in the help text, shown beside the table.
 ROWS = (
     ("first_text_s", "Time to first text", "s",
      "Request sent → first visible text. Streaming: TTFT. Non-streaming: the whole wait (= E2E)."),
     ("e2e_s", "Total time (E2E)", "s",
      "Request sent → last content chunk (non-streaming: → body received)."),
     ("output_tokens", "Output tokens", "tokens", metrics.HELP["output_tokens"]),
-    ("tok_per_s", "Tok/s (stream: decode, non-stream: effective)", "tok/s",
+    ("tok_per_s", "Tok/s", "tok/s",
      "Streaming: decode rate 1 / TPOT. Non-streaming: effective rate = output tokens ÷ E2E."),
     ("bytes", "Bytes on the wire", "bytes", metrics.HELP["bytes"]),
     ("chunks", "Chunks", "chunks", "Chunks received (non-streaming: one body)."),
@@ -331,12 +335,30 @@ def _medians(summary: list[dict], metric: str) -> tuple[float | None, float | No
     return row.get("stream_median"), row.get("non_stream_median")
 
 
+# Differences smaller than this are noise between two runs of the same request: the verdict
+# says "about the same" rather than a percentage (which could round to "-0 %").
+SAME_RELATIVE = 0.05      # 5 % of the non-streaming figure
+SAME_TIME_S = 0.02        # or 20 ms, whichever is larger
+SAME_RATIO = 1.05         # first text / bytes: under 1.05× either way is "about the same"
+
+
 def _times(ratio: float) -> str:
     return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
 
 
+def total_time_phrase(e2e_stream: float, e2e_whole: float) -> str:
+    """Streaming's total time against non-streaming's, in words: "about the same", or
+    "12 % longer" / "8 % shorter" (a whole percentage, never "-0 %")."""
+    diff = e2e_stream - e2e_whole
+    if abs(diff) <= max(SAME_RELATIVE * e2e_whole, SAME_TIME_S):
+        return "about the same"
+    pct = round(abs(diff) / e2e_whole * 100)
+    return f"{max(pct, 1)} % {'longer' if diff > 0 else 'shorter'}"
+
+
 def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str:
-    """One line in words, e.g. "Streaming showed text 24× sooner; total time +2 %; 3.1× the bytes"."""
+    """One line in words, e.g. "Streaming showed text 24× sooner; total time about the same;
+    3.1× the bytes". Total time and bytes are streaming's, against non-streaming's."""
     first_s, first_w = _medians(summary, "first_text_s")
     e2e_s, e2e_w = _medians(summary, "e2e_s")
     bytes_s, bytes_w = _medians(summary, "bytes")
@@ -354,16 +376,20 @@ def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str
             error = f": {out['errors'][0]}" if out.get("errors") else ""
             parts.append(f"{SIDE_LABELS[side]} {why}{error}")
         return "No comparison: " + "; ".join(parts)
-    if first_s > 0 and first_w >= first_s:
+    if first_s <= 0 and first_w <= 0:
+        parts = ["Both showed text at once"]
+    elif first_s > 0 and first_w >= first_s * SAME_RATIO:
         parts = [f"Streaming showed text {_times(first_w / first_s)} sooner"]
-    elif first_w > 0:
+    elif first_w > 0 and first_s >= first_w * SAME_RATIO:
         parts = [f"Streaming showed text {_times(first_s / first_w)} later"]
     else:
-        parts = ["Both showed text at once"]
+        parts = ["Both showed text at about the same time"]
     if e2e_s is not None and e2e_w:
-        parts.append(f"total time {(e2e_s - e2e_w) / e2e_w * 100:+.0f} %")
+        parts.append(f"total time {total_time_phrase(e2e_s, e2e_w)}")
     if bytes_s is not None and bytes_w:
-        parts.append(f"{_times(bytes_s / bytes_w)} the bytes")
+        ratio = bytes_s / bytes_w
+        parts.append("about the same bytes" if 1 / SAME_RATIO < ratio < SAME_RATIO
+                     else f"{_times(ratio)} the bytes")
     return "; ".join(parts + notes)
 
 

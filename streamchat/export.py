@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from datetime import date, datetime
 from typing import Any
 
 _ROLE_HEADINGS = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -41,7 +43,8 @@ def conversation_json(conversation: dict, messages: list[dict]) -> str:
 
 
 def runs_json(runs: list[dict]) -> str:
-    return _dumps(runs)
+    """Empty fields (None, NaN from a DataFrame) are null; times are ISO 8601 with their offset."""
+    return _dumps([{k: _json_value(v) for k, v in run.items()} for run in runs])
 
 
 def runs_csv(runs: list[dict]) -> str:
@@ -58,7 +61,38 @@ def runs_csv(runs: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _is_empty(value: Any) -> bool:
+    """None, and the "missing" markers a pandas frame puts in records: NaN, NaT, pd.NA."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    try:
+        return bool(value != value)   # NaN-likes (numpy floats, NaT) differ from themselves
+    except (TypeError, ValueError):    # pd.NA refuses bool(); arrays have no single truth
+        return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _iso(value: date) -> str:
+    """ISO 8601; a datetime that knows its zone carries its offset (2025-01-02T09:30:00+01:00)."""
+    return value.isoformat()
+
+
+def _json_value(value: Any) -> Any:
+    if _is_empty(value):
+        return None
+    if isinstance(value, (datetime, date)):
+        return _iso(value)
+    if hasattr(value, "item") and not isinstance(value, (dict, list, str)):
+        return value.item()   # numpy scalars: plain int / float / bool
+    return value
+
+
 def _cell(value: Any) -> Any:
+    if _is_empty(value):
+        return ""   # an empty field, not "nan" / "NaT" / "None"
+    if isinstance(value, (datetime, date)):
+        return _iso(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, default=str)
     # Error texts come from servers: keep a spreadsheet from reading them as formulas.
