@@ -250,13 +250,13 @@ CONTINUATION_HELP = ("These figures cover the continuation only (the last reques
 
 
 def summary_line(m: Metrics) -> str:
-    """One line for a finished message, e.g. `TTFT 180 ms · 74 tok/s · 312 tokens · 4.3 s`;
-    `~74 tok/s · ~312 tokens` when counted approximately, `continuation: …` for a continuation."""
+    """One line for a finished message, e.g. `TTFT 180 ms · 74.0 tok/s · 312 tokens · 4.38 s`;
+    `~74.0 tok/s · ~312 tokens` when counted approximately, `continuation: …` for a continuation."""
     parts = []
     if m.ttft.value is not None:
         parts.append(f"TTFT {format_seconds(m.ttft.value)}")
     if m.decode_tps.value:
-        parts.append(shown(m.decode_tps, f"{m.decode_tps.value:.0f} tok/s"))
+        parts.append(shown(m.decode_tps, f"{m.decode_tps.value:.1f} tok/s"))
     if m.output_tokens.value is not None:
         parts.append(shown(m.output_tokens, f"{m.output_tokens.value} tokens"))
     if m.e2e.value is not None:
@@ -266,4 +266,12 @@ def summary_line(m: Metrics) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    """To the millisecond under a second ("980 ms"), three significant digits above ("1.02 s",
+    "12.4 s", "124 s")."""
+    if seconds < 0.9995:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 9.995:
+        return f"{seconds:.2f} s"
+    if seconds < 99.95:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s"

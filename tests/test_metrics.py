@@ -51,7 +51,7 @@ def test_local_count_replaces_chunk_estimate():
 def test_a_rate_from_estimated_tokens_is_itself_an_estimate():
     m = metrics.compute(make_generation([0.2, 0.3, 0.4]))
     assert m.decode_tps.source == m.tpot.source == metrics.ESTIMATED
-    assert metrics.summary_line(m) == "TTFT 200 ms · ~10 tok/s · ~3 tokens · 400 ms"
+    assert metrics.summary_line(m) == "TTFT 200 ms · ~10.0 tok/s · ~3 tokens · 400 ms"
 
 
 def test_itl_percentiles():
@@ -83,9 +83,17 @@ def test_empty_generation_has_no_numbers():
 def test_summary_line():
     times = [0.18 + i * (1 / 74) for i in range(312)]
     m = metrics.compute(make_generation(times, usage={"completion_tokens": 312}))
-    assert metrics.summary_line(m) == "TTFT 180 ms · 74 tok/s · 312 tokens · 4.4 s"
+    assert metrics.summary_line(m) == "TTFT 180 ms · 74.0 tok/s · 312 tokens · 4.38 s"
 
 
 def test_percentile_interpolates():
     assert metrics.percentile([1, 2, 3, 4], 0.5) == 2.5
     assert metrics.percentile([], 0.5) is None
+
+
+@pytest.mark.parametrize("seconds, shown", [
+    (0.0004, "0 ms"), (0.0987, "99 ms"), (0.980, "980 ms"), (0.9996, "1.00 s"), (1.02, "1.02 s"),
+    (1.0249, "1.02 s"), (9.994, "9.99 s"), (9.996, "10.0 s"), (12.44, "12.4 s"), (99.96, "100 s"),
+    (123.6, "124 s")])
+def test_times_to_the_millisecond_under_a_second_then_three_significant_digits(seconds, shown):
+    assert metrics.format_seconds(seconds) == shown
