@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components.context import context
+from components.identity import session_owner
 from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
@@ -43,7 +44,7 @@ def start_comparison() -> None:
         messages, options.endpoint, repeat=int(state.cmp_repeat), mode=state.cmp_mode,
         params=GenerationParams(max_tokens=options.params.max_tokens),
         timeouts=options.timeouts, runner=ctx.runner,
-        on_generation_done=compare.record_to_store(ctx.store)).start()
+        on_generation_done=compare.record_to_store(ctx.store, owner=session_owner())).start()
 
 
 comparison: compare.Comparison | None = state.get("comparison")

@@ -11,7 +11,7 @@ import streamlit as st
 
 from components.context import context
 from components.conversations import open_conversation
-from components.identity import may_open
+from components.identity import is_shared, may_open, session_owner
 from streamchat import compare, export
 
 COLUMNS = {  # shown column -> label
@@ -61,7 +61,8 @@ def viewer_zone() -> tuple[tzinfo, str]:
 
 ctx = context()
 st.title("Runs")
-runs = ctx.store.runs()
+# Shared: each identity sees its own runs (error texts can quote prompts); single user: all.
+runs = ctx.store.runs(owner=session_owner()) if is_shared() else ctx.store.runs()
 if not runs:
     st.info("No requests yet. Chat or compare, and every request shows up here with its metrics.")
     st.stop()

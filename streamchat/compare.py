@@ -227,12 +227,13 @@ class Comparison:
                 self.error = f"Could not record a run: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def record_to_store(store: Any, source: str = "compare") -> DoneHook:
-    """An on_generation_done hook that writes each finished generation to store.runs."""
+def record_to_store(store: Any, source: str = "compare", owner: str | None = None) -> DoneHook:
+    """An on_generation_done hook that writes each finished generation to store.runs, as
+    `owner`'s (the identity that ran the comparison)."""
     from .store import run_fields_from_generation
 
     def hook(generation: Generation, side: str) -> None:
-        store.record_run(**run_fields_from_generation(generation, source=source))
+        store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
 
     return hook
 

@@ -40,7 +40,7 @@ RUN_COLUMNS = (
     "created_at", "source", "conversation_id", "message_id", "provider", "base_url", "model",
     "mode", "state", "ttft_s", "ttfb_s", "e2e_s", "decode_tps", "tpot_s", "itl_p50_s",
     "itl_p95_s", "output_tokens", "output_tokens_source", "bytes", "chunks", "error_kind",
-    "error", "extra_json",
+    "error", "extra_json", "owner",
 )
 
 
@@ -166,8 +166,18 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
                      (*fixed.values(), run_id))
 
 
+def _m005_run_owner(conn: sqlite3.Connection) -> None:
+    # Whose request a run was, so a shared install shows each identity its own runs (their
+    # error texts can quote prompts). Chat runs take their conversation's owner.
+    if "owner" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+        conn.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+    conn.execute("""UPDATE runs SET owner = (SELECT c.owner FROM conversations c
+                    WHERE c.id = runs.conversation_id) WHERE conversation_id IS NOT NULL""")
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_owner ON runs(owner, id)")
+
+
 MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree,
-              _m004_repair_short_key_redaction]
+              _m004_repair_short_key_redaction, _m005_run_owner]
 
 APPEND = object()   # add_message: make the new message a child of the conversation's current leaf
 
@@ -487,8 +497,12 @@ class Store:
         fields.setdefault("created_at", _now())
         fields.setdefault("source", "chat")
         fields["base_url"] = safe_base_url(fields.get("base_url"))
-        names = list(fields)
         with self._connect(write=True) as conn:
+            if "owner" not in fields and fields.get("conversation_id"):
+                row = conn.execute("SELECT owner FROM conversations WHERE id = ?",
+                                   (fields["conversation_id"],)).fetchone()
+                fields["owner"] = row["owner"] if row else None
+            names = list(fields)
             cur = conn.execute(
                 f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
                 [_clean(fields[n]) for n in names])
