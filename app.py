@@ -3,7 +3,7 @@ import logging
 
 import streamlit as st
 
-from components.shell import render_shell
+from components.shell import render_shell, run_guarded
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request is noise
@@ -13,5 +13,5 @@ PAGES = {"chat": st.Page("pages/chat.py", title="Chat", icon="💬", default=Tru
          "compare": st.Page("pages/compare.py", title="Compare", icon="⚖️"),
          "runs": st.Page("pages/runs.py", title="Runs", icon="📋")}
 navigation = st.navigation(list(PAGES.values()))
-render_shell(next(name for name, page in PAGES.items() if page.url_path == navigation.url_path))
-navigation.run()
+page_name = next(name for name, page in PAGES.items() if page.url_path == navigation.url_path)
+run_guarded(lambda: (render_shell(page_name), navigation.run()))

@@ -1,7 +1,9 @@
 """The part of every run that is the same on every page: settings, store, sidebar slots."""
 from __future__ import annotations
 
+import logging
 import sqlite3
+from typing import Callable
 
 import streamlit as st
 
@@ -13,6 +15,7 @@ from .identity import remember_identity
 from .settings_form import settings_form
 
 CHAT_PAGE = "chat"
+log = logging.getLogger(__name__)
 
 # Presenter view: the live metrics stay pinned under the app's header while the chat scrolls
 # beneath them (they used to scroll out of view exactly while a reply streamed).
@@ -79,6 +82,18 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
         conversations.draw()
         follow_background_replies()
     return ctx
+
+
+def run_guarded(run_app: Callable[[], object]) -> None:
+    """A database that breaks while the app runs (a damaged file, a full disk, a lock that
+    outlasts the store's patience) gets a message, not a traceback."""
+    try:
+        run_app()
+    except sqlite3.DatabaseError as exc:
+        log.exception("database error")
+        st.error(f"The conversation database cannot be used right now ({exc}). Nothing new can "
+                 "be saved: restart the app (a damaged database is then moved aside and a fresh "
+                 "one started), or free the disk / close the program holding it.", icon="🗄️")
 
 
 def follow_background_replies(shown_live: str | None = None) -> None:

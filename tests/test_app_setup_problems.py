@@ -57,3 +57,17 @@ def test_an_over_long_message_is_kept_to_download_or_shorten(server, open_page):
     assert any(c.value.startswith("long words long words") for c in at.code)
     assert not any(b.label == "Send again" for b in at.button)     # it would fail again
     assert len(server.requests) == 0 or "long words" not in str(server.requests[-1].body)
+
+
+def test_a_database_damaged_while_the_app_runs_gets_a_message(server, open_page, tmp_path):
+    at = open_page(server)
+    at.chat_input[0].set_value("before the damage").run()
+    db = tmp_path / "data" / "streamchat.db"
+    with open(db, "r+b") as f:                      # another program scribbles over the pages
+        f.seek(4096)
+        f.write(b"\xde\xad" * 8192)
+    for side in db.parent.glob("streamchat.db-*"):  # and over the WAL it would recover from
+        side.write_bytes(b"\x00" * 1024)
+    at.chat_input[0].set_value("after the damage").run()
+    assert not at.exception
+    assert any("database cannot be used" in e.value for e in at.error)

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.shell import render_shell  # noqa: E402
+from components.shell import render_shell, run_guarded  # noqa: E402
 
 PAGE = os.environ.get("STREAMCHAT_TEST_PAGE", "chat")
-render_shell(PAGE)
-runpy.run_path(str(ROOT / "pages" / f"{PAGE}.py"), run_name="__page__")
+run_guarded(lambda: (render_shell(PAGE),
+                     runpy.run_path(str(ROOT / "pages" / f"{PAGE}.py"), run_name="__page__")))
