@@ -1,11 +1,12 @@
 """Sidebar settings: provider, model, generation parameters, timeouts, Stream toggle."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import streamlit as st
 
-from streamchat import stop_rules
+from streamchat import presets, stop_rules
 from streamchat.config import LOCAL, REMOTE, Settings
 from streamchat.generation import GenerationParams, Timeouts
 from streamchat.providers import ProviderError, RemoteConfig, list_models, local_endpoint, \
@@ -40,18 +41,33 @@ def _models(base_url: str, api_key: str | None) -> tuple[list[str], str | None]:
 def settings_form(settings: Settings, container) -> ChatOptions:
     state = st.session_state
     with container:
-        stream = st.toggle("Stream", value=True, key="opt_stream",
-                           help="On: tokens appear as they are generated. Off: the whole reply "
-                                "arrives at once after a live waiting timer.")
+        # Only the chat uses these two; the shell hides this container on the other pages.
+        with st.container(key="sidebar-chat-only"):
+            stream = st.toggle("Stream", value=True, key="opt_stream",
+                               help="On: tokens appear as they are generated. Off: the whole reply "
+                                    "arrives at once after a live waiting timer.")
+            with st.expander("Stop rules", expanded=False):
+                rules, hide = stop_rules_fields(bool(stream))
         with st.expander("Settings", expanded=False):
             provider = st.radio("Provider", [LOCAL, REMOTE], format_func=PROVIDER_LABELS.get,
                                 index=0 if settings.default_provider == LOCAL else 1, key="opt_provider")
             endpoint, problem, model_label = _provider_fields(settings, provider)
             system_prompt = st.text_area("System prompt", value="You are a helpful assistant.",
                                          key="opt_system", max_chars=20_000)
-            temperature = st.slider("Temperature", 0.0, 2.0, 0.7, 0.05, key="opt_temperature")
-            max_tokens = st.number_input("Max tokens", min_value=1, max_value=131_072, value=512,
-                                         step=64, key="opt_max_tokens")
+            preset = presets.default_params(provider)
+            _apply_preset_on_provider_change(provider, preset)
+            temperature = st.slider("Temperature", 0.0, 2.0, step=0.05, key="opt_temperature",
+                                    help=_preset_help(provider, "temperature"))
+            max_tokens = st.number_input("Max tokens", min_value=1, max_value=131_072, step=64,
+                                         key="opt_max_tokens",
+                                         help=_preset_help(provider, "max_tokens"))
+            repeat_penalty = None
+            if provider == LOCAL:
+                repeat_penalty = st.slider(
+                    "Repetition penalty", 1.0, 2.0, step=0.05, key="opt_repeat_penalty",
+                    help="llama.cpp's repeat_penalty: above 1 the small model is less likely to "
+                         "repeat itself (1 = off). The embedded model also uses a DRY penalty "
+                         "against repeated phrases. Not sent to other endpoints.")
             seed = st.number_input("Seed (empty: random)", min_value=0, max_value=2**31 - 1,
                                    value=None, step=1, key="opt_seed")
         with st.expander("Advanced: timeouts", expanded=False):
@@ -62,21 +78,52 @@ def settings_form(settings: Settings, container) -> ChatOptions:
                                          "giving up. Non-stream replies get the whole-reply bound.")
             idle = st.number_input("Idle timeout between chunks (s)", 0.5, 600.0, 30.0, 1.0,
                                    key="opt_t_idle")
-        with st.expander("Stop rules", expanded=False):
-            rules, hide = stop_rules_fields(bool(stream))
     state.setdefault("opt_stream", True)
+    params = dataclasses.replace(
+        preset, temperature=float(temperature), max_tokens=int(max_tokens),
+        seed=int(seed) if seed is not None else None)
+    if repeat_penalty is not None:
+        params = dataclasses.replace(params, repeat_penalty=float(repeat_penalty))
     return ChatOptions(
         provider=provider, endpoint=endpoint, problem=problem, model_label=model_label,
         stream=bool(stream), system_prompt=system_prompt or "",
-        params=GenerationParams(temperature=float(temperature), max_tokens=int(max_tokens),
-                                seed=int(seed) if seed is not None else None),
+        params=params,
         timeouts=Timeouts(connect=float(connect), first_token=float(first), idle=float(idle)),
         stop_rules=rules, hide_matches=hide,
     )
 
 
+_PRESET_FOR = "_opt_preset_for"   # the provider whose defaults the fields below were set from
+_PRESET_FIELDS = {"opt_temperature": ("temperature", 0.7), "opt_max_tokens": ("max_tokens", 512),
+                  "opt_repeat_penalty": ("repeat_penalty", 1.0)}
+
+
+def _apply_preset_on_provider_change(provider: str, preset: GenerationParams) -> None:
+    """Temperature, max tokens and repetition penalty start at the chosen provider's defaults
+    (the embedded 135M model needs other ones than a large remote model). A value the user set
+    stays until the provider changes; switching provider loads that provider's defaults."""
+    state = st.session_state
+    switched = state.get(_PRESET_FOR) != provider
+    for key, (name, fallback) in _PRESET_FIELDS.items():
+        if switched or key not in state:
+            value = getattr(preset, name)
+            state[key] = fallback if value is None else value
+    state[_PRESET_FOR] = provider
+
+
+def _preset_help(provider: str, name: str) -> str:
+    value = getattr(presets.default_params(provider), name)
+    which = "the embedded model" if provider == LOCAL else "remote endpoints"
+    extra = {"max_tokens": " A reply that reaches it is cut off.",
+             "temperature": " Lower is more predictable."}[name]
+    return f"Default for {which}: {value}.{extra}"
+
+
 def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
-    """Rules checked on the partial reply as it streams; a hit stops it like the Stop button."""
+    """Rules checked on the partial reply as it streams; a hit stops it like the Stop button.
+
+    Each rule is built on its own: an invalid one is reported and skipped, the others stay
+    active (a bad regular expression must not switch off a max-time rule)."""
     st.caption("Checked on the reply while it streams; the first rule that matches stops it "
                "(the server stops too). " + ("" if stream else "**Needs Stream on.**"))
     phrases = st.text_area("Words or phrases (comma or newline separated)", key="rule_phrases",
@@ -87,18 +134,25 @@ def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
     max_tokens = st.number_input("Max tokens streamed (0 = off)", 0, 100_000, 0, 10,
                                  key="rule_max_tokens")
     hide = st.checkbox("Hide the matched part", key="rule_hide")
+    builders = (
+        ("Words or phrases", lambda: stop_rules.parse_phrases(phrases or "")),
+        ("Regular expression",
+         lambda: stop_rules.make_regex_rule(pattern) if (pattern or "").strip() else None),
+        ("Max time",
+         lambda: stop_rules.make_limit_rule(stop_rules.MAX_TIME, max_time) if max_time else None),
+        ("Max tokens streamed",
+         lambda: (stop_rules.make_limit_rule(stop_rules.MAX_TOKENS, int(max_tokens))
+                  if max_tokens else None)),
+    )
     rules = []
-    try:
-        if rule := stop_rules.parse_phrases(phrases or ""):
+    for label, build in builders:
+        try:
+            rule = build()
+        except stop_rules.RuleError as exc:
+            st.error(f"**{label}** rule skipped: {exc} The other rules stay active.")
+            continue
+        if rule is not None:
             rules.append(rule)
-        if pattern.strip():
-            rules.append(stop_rules.make_regex_rule(pattern))
-        if max_time:
-            rules.append(stop_rules.make_limit_rule(stop_rules.MAX_TIME, max_time))
-        if max_tokens:
-            rules.append(stop_rules.make_limit_rule(stop_rules.MAX_TOKENS, int(max_tokens)))
-    except stop_rules.RuleError as exc:
-        st.error(str(exc))
     if rules and stream:
         st.caption("Active: " + "; ".join(r.describe() for r in rules))
     return (tuple(rules) if stream else ()), bool(hide)
@@ -107,9 +161,8 @@ def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
 def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource | None, str | None, str]:
     if provider == LOCAL:
         path = settings.local_model_path
-        st.caption("llama.cpp server (xllamacpp) on 127.0.0.1, "
-                   + (f"model `{path}`" if path else "SmolLM2-135M-Instruct Q4_1, 2 CPU threads"))
-        return (lambda: local_endpoint(path)), None, "embedded model"
+        st.caption(presets.local_model_caption(path))
+        return (lambda: local_endpoint(path)), None, presets.local_model_label(path)
 
     base_url = st.text_input("Base URL", value=settings.remote_base_url, key="opt_base_url")
     typed_key = st.text_input("API key", type="password", key="opt_api_key",

@@ -44,10 +44,26 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """Sampling parameters; None means "not sent" (the server's own default applies)."""
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
     top_p: float | None = None
+    # OpenAI Chat Completions fields, sent to any endpoint when set.
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # llama.cpp server fields (see LLAMA_CPP_FIELDS): sent only to the embedded server, since
+    # other endpoints (OpenAI) reject unknown fields.
+    repeat_penalty: float | None = None     # 1.0 = off
+    repeat_last_n: int | None = None        # tokens the repeat/frequency/presence penalties look back
+    dry_multiplier: float | None = None     # DRY: penalises extending a sequence already seen; 0 = off
+    top_k: int | None = None
+    min_p: float | None = None
+
+
+OPENAI_FIELDS = ("temperature", "max_tokens", "seed", "top_p", "frequency_penalty",
+                 "presence_penalty")
+LLAMA_CPP_FIELDS = ("repeat_penalty", "repeat_last_n", "dry_multiplier", "top_k", "min_p")
 
 
 @dataclass(frozen=True)

@@ -180,13 +180,22 @@ class Runner:
             await self._whole(generation, client, endpoint)
 
     def _request_kwargs(self, generation: Generation, endpoint: Endpoint) -> dict[str, Any]:
+        """The create() arguments. llama.cpp's own sampling fields go in `extra_body`, and only to
+        the embedded server: OpenAI and others answer 400 to fields they do not know."""
+        from .generation import LLAMA_CPP_FIELDS, OPENAI_FIELDS
+
         request = generation.request
         kwargs: dict[str, Any] = {"model": endpoint.model, "messages": list(request.messages)}
         params = request.params
-        for name in ("temperature", "max_tokens", "seed", "top_p"):
+        for name in OPENAI_FIELDS:
             value = getattr(params, name)
             if value is not None:
                 kwargs[name] = value
+        if endpoint.provider == LOCAL:
+            extra = {name: getattr(params, name) for name in LLAMA_CPP_FIELDS
+                     if getattr(params, name) is not None}
+            if extra:
+                kwargs["extra_body"] = extra
         return kwargs
 
     async def _stream(self, generation: Generation, client: openai.AsyncOpenAI,
