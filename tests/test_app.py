@@ -2,6 +2,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from streamchat.presets import EXAMPLE_PROMPTS
 from streamchat.store import Store
 from streamchat.tokens import count_text_tokens
 from tests.conftest import PAGE_SCRIPT
@@ -29,10 +30,10 @@ def captions(at):
 
 
 def test_empty_chat_offers_example_prompts_that_start_a_reply(app, server):
-    example = next(b for b in app.button if b.label.startswith("Count to 100"))
+    example = next(b for b in app.button if b.label == EXAMPLE_PROMPTS[0])
     example.click().run()
     assert not app.exception
-    assert server.requests[-1].body["messages"][-1]["content"].startswith("Count to 100")
+    assert server.requests[-1].body["messages"][-1]["content"] == EXAMPLE_PROMPTS[0]
     assert assistant_texts(app)[-1].startswith("w0 w1")
     assert any("12 tokens" in c for c in captions(app))
 
