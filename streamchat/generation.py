@@ -2,7 +2,12 @@
 
 The runner (loop thread) writes it; the UI (script threads) only reads it. Writes are plain
 attribute assignments and list appends, which are atomic under the GIL, so readers see a
-consistent-enough snapshot without locks: `text` is always replaced, never mutated.
+consistent-enough snapshot without locks: `text` and `reasoning` are always replaced, never
+mutated.
+
+A reasoning model's reply has two texts: `reasoning` (the thinking, from `reasoning_content`,
+`reasoning` or inline `<think>…</think>`; see streamchat.reasoning) and `text` (the answer only).
+Both kinds of token are output tokens: `token_times` holds every chunk that carried either.
 """
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ from typing import Any, Callable
 
 # States, in the order a generation moves through them.
 PENDING = "pending"                      # queued, endpoint being resolved / connection being made
-WAITING_FIRST_TOKEN = "waiting_first_token"  # request sent, no content yet (prefill)
-STREAMING = "streaming"                  # content arriving
+WAITING_FIRST_TOKEN = "waiting_first_token"  # request sent, no token yet (prefill)
+THINKING = "thinking"                    # reasoning tokens arriving, no answer yet
+STREAMING = "streaming"                  # answer (content) arriving
 DONE = "done"
 STOPPED = "stopped"
 FAILED = "failed"
@@ -24,6 +30,7 @@ TERMINAL_STATES = frozenset({DONE, STOPPED, FAILED})
 STATUS_LABELS = {
     PENDING: "connecting",
     WAITING_FIRST_TOKEN: "waiting for first token",
+    THINKING: "thinking",
     STREAMING: "streaming",
     DONE: "done",
     STOPPED: "stopped",
@@ -86,8 +93,9 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class ChunkEvent:
     t: float          # perf_counter when the chunk was received, before any other work
-    text: str         # content delta ("" for role-only / empty deltas)
+    text: str         # answer delta ("" for role-only / empty deltas / reasoning-only chunks)
     bytes_total: int  # bytes received on the wire so far
+    reasoning: str = ""   # reasoning delta
 
 
 @dataclass
@@ -104,14 +112,25 @@ class Generation:
         self.request = request
         self.endpoint = endpoint            # resolved endpoint (set by the runner for local)
         self.state = PENDING
-        self.text = ""
+        self.text = ""                      # the answer so far (never the thinking)
+        self.reasoning = ""                 # the thinking so far
         self.chunks: list[ChunkEvent] = []  # every chunk received, content or not
-        self.content_times: list[float] = []  # receive time of each chunk that carried content
+        self.content_times: list[float] = []  # receive time of each chunk that carried answer text
+        self.reasoning_times: list[float] = []  # … of each chunk that carried reasoning
+        self.token_times: list[float] = []  # … of each chunk that carried a token of any kind
         self.t_created = time.perf_counter()
         self.t_sent: float | None = None          # request about to be written to the socket
         self.t_headers: float | None = None       # response headers received (time to first byte)
-        self.t_first_content: float | None = None
+        self.t_first_token: float | None = None   # first token of any kind (reasoning or answer)
+        self.t_last_token: float | None = None
+        self.t_first_reasoning: float | None = None
+        self.t_last_reasoning: float | None = None
+        self.t_first_content: float | None = None  # first answer token
         self.t_last_content: float | None = None
+        # Times answer text already shown was taken back into `reasoning` (a `</think>` arrived
+        # in a reply that did not open with `<think>`; see streamchat.reasoning): a renderer
+        # that keeps finished blocks of `text` starts over when this changes.
+        self.answer_restarts = 0
         self.t_end: float | None = None           # terminal state reached
         self.t_stop_requested: float | None = None
         self.bytes_received = 0
@@ -142,7 +161,25 @@ class Generation:
 
     @property
     def content_chunk_count(self) -> int:
+        """Chunks that carried answer text."""
         return len(self.content_times)
+
+    @property
+    def reasoning_chunk_count(self) -> int:
+        return len(self.reasoning_times)
+
+    @property
+    def token_chunk_count(self) -> int:
+        """Chunks that carried a token of any kind (≈ output tokens while streaming)."""
+        return len(self.token_times)
+
+    @property
+    def has_reasoning(self) -> bool:
+        return bool(self.reasoning)
+
+    @property
+    def is_thinking(self) -> bool:
+        return self.state == THINKING
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
@@ -164,15 +201,78 @@ class Generation:
             self._done_callbacks.append(fn)
 
     # ---- writing (runner only) -----------------------------------------------------------
-    def _record_chunk(self, t: float, delta: str) -> None:
-        self.chunks.append(ChunkEvent(t, delta, self.bytes_received))
+    def _record_chunk(self, t: float, delta: str, reasoning_delta: str = "",
+                      token: bool | None = None) -> None:
+        """One chunk received at `t`: its answer text and reasoning text. `token`: the chunk
+        carried a token of any kind (default: either text is non-empty); the runner says True
+        for content held back as a possible partial `<think>` tag, which is released later."""
+        self.chunks.append(ChunkEvent(t, delta, self.bytes_received, reasoning_delta))
+        if token is None:
+            token = bool(delta or reasoning_delta)
+        if token:
+            if self.t_first_token is None:
+                self.t_first_token = t
+            self.t_last_token = t
+            self.token_times.append(t)
+        if reasoning_delta:
+            if self.t_first_reasoning is None:
+                self.t_first_reasoning = t
+            self.t_last_reasoning = t
+            self.reasoning_times.append(t)
+            self.reasoning = self.reasoning + reasoning_delta
+            if self.state in (PENDING, WAITING_FIRST_TOKEN):
+                self.state = THINKING
         if delta:
             if self.t_first_content is None:
                 self.t_first_content = t
+            if self.state in (PENDING, WAITING_FIRST_TOKEN, THINKING):
                 self.state = STREAMING
             self.t_last_content = t
             self.content_times.append(t)
             self.text = self.text + delta
+
+    def _release_held(self, delta: str, reasoning_delta: str = "") -> None:
+        """Text held back (a possible partial tag) released at the end of the reply: it arrived
+        with the last token chunk, so it is timed there."""
+        t = self.t_last_token
+        if t is None:
+            return
+        if reasoning_delta:
+            if self.t_first_reasoning is None:
+                self.t_first_reasoning = t
+            self.t_last_reasoning = t
+            if not self.reasoning_times or self.reasoning_times[-1] != t:
+                self.reasoning_times.append(t)
+            self.reasoning = self.reasoning + reasoning_delta
+        if delta:
+            if self.t_first_content is None:
+                self.t_first_content = t
+            self.t_last_content = t
+            if not self.content_times or self.content_times[-1] != t:
+                self.content_times.append(t)
+            self.text = self.text + delta
+
+    def _retract_answer(self) -> None:
+        """The answer so far was thinking after all (close-only `</think>`, or whitespace before
+        a `<think>`): move it, its chunk times and its chunks' text to the reasoning."""
+        moved, times = self.text, self.content_times
+        if moved.strip():
+            self.reasoning = self.reasoning + moved
+            self.reasoning_times = sorted(self.reasoning_times + times)
+            if self.reasoning_times:
+                self.t_first_reasoning = self.reasoning_times[0]
+                self.t_last_reasoning = self.reasoning_times[-1]
+            self.chunks = [ChunkEvent(c.t, "", c.bytes_total, c.reasoning + c.text) if c.text
+                           else c for c in self.chunks]
+        else:   # only whitespace before <think>: nothing worth keeping as either text
+            self.chunks = [ChunkEvent(c.t, "", c.bytes_total, c.reasoning) if c.text
+                           else c for c in self.chunks]
+        self.content_times = []
+        self.t_first_content = self.t_last_content = None
+        self.text = ""
+        self.answer_restarts += 1
+        if self.state == STREAMING:
+            self.state = THINKING
 
     def _finish(self, state: str, error: ErrorInfo | None = None) -> None:
         if self.is_finished:

@@ -4,6 +4,12 @@ Streamlit re-runs its script on every click; a reply owned by the script thread 
 that re-run. Here the reply lives on the runner's loop, so it keeps going whatever the UI does,
 and the UI just reads the Generation each frame. Stop cancels the task, which closes the HTTP
 response at once, also while no bytes are flowing yet (prefill).
+
+Reasoning (thinking) is read from all three forms a server may use: `reasoning_content` and
+`reasoning` on the delta / message, and inline `<think>…</think>` in the content (split by
+streamchat.reasoning.ThinkSplitter, O(new text) per chunk). It goes to `generation.reasoning`,
+never into `generation.text`. The first-token timeout ends at the first token of any kind, and
+reasoning chunks count as activity for the idle timeout.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from . import errors
 from .config import LOCAL
 from .generation import (DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation,
                          GenerationRequest)
+from .reasoning import ThinkSplitter, delta_reasoning, message_reasoning, split_whole
 from .text import clean_text
 from .wire import CountingTransport, current_listener
 
@@ -156,6 +163,7 @@ class Runner:
                     endpoint = generation.endpoint = await asyncio.to_thread(endpoint_source)
                 await self._send(generation, endpoint)
         except asyncio.CancelledError:
+            _release_held(generation)
             generation._finish(STOPPED)
             return  # swallow: a stop is an outcome, not an error
         except Exception as exc:  # every failure becomes a value on the generation
@@ -163,11 +171,13 @@ class Runner:
                                     errors.StreamStalled, errors.StreamEndedEarly,
                                     errors.EmptyReply, errors.MalformedChunk)):
                 log.info("generation %s failed: %s", generation.id, type(exc).__name__)
+            _release_held(generation)
             base_url = endpoint.base_url if endpoint else ""
             model = endpoint.model if endpoint else ""
             secrets = (endpoint.api_key,) if endpoint else ()
             generation._finish(FAILED, errors.classify(
-                exc, base_url=base_url, model=model, had_content=bool(generation.text),
+                exc, base_url=base_url, model=model,
+                had_content=bool(generation.text or generation.reasoning),
                 secrets=secrets, embedded=bool(endpoint and endpoint.provider == LOCAL)))
             return
         generation._finish(STOPPED if generation.rule_hit is not None else DONE)
@@ -219,17 +229,18 @@ class Runner:
                             self._absorb_chunk(generation, chunk, t)
                         except (AttributeError, TypeError, ValueError) as exc:
                             raise errors.MalformedChunk(type(exc).__name__) from None
-                        if generation.t_first_content is not None:
+                        if generation.t_first_token is not None:   # reasoning counts too
                             deadline.reschedule(loop.time() + timeouts.idle)
                         if rules is not None and self._rule_fired(generation, t):
                             break   # leaving `async with` closes the response: the server stops
         except TimeoutError:
-            if generation.t_first_content is None:
+            if generation.t_first_token is None:
                 raise errors.FirstTokenTimeout(timeouts.first_token) from None
             raise errors.StreamStalled(timeouts.idle) from None
         finally:
             if timer is not None:
                 timer.cancel()
+        _release_held(generation)
         if rules is not None and generation.rule_hit is None:
             # A match at the very end (`foo$`) can only be sure once the text is complete.
             self._rule_fired(generation, time.perf_counter(), final=True)
@@ -237,13 +248,16 @@ class Runner:
             return
         if generation.finish_reason is None:
             raise errors.StreamEndedEarly()
-        if not generation.text:
+        if not generation.text and not generation.reasoning:
+            # Thinking and no answer (max_tokens spent on thinking) is a reply: keep it.
             raise errors.EmptyReply()
 
     @staticmethod
     def _rule_fired(generation: Generation, t: float, final: bool = False) -> bool:
         hit = generation.rules.check(generation.text, elapsed=t - generation.t_sent,
-                                     tokens=generation.content_chunk_count, final=final)
+                                     tokens=generation.content_chunk_count, final=final,
+                                     reasoning=generation.reasoning,
+                                     thinking_tokens=generation.reasoning_chunk_count)
         if hit is not None:
             generation.rule_hit = hit
         return hit is not None
@@ -262,6 +276,7 @@ class Runner:
 
     def _absorb_chunk(self, generation: Generation, chunk: Any, t: float) -> None:
         delta_text = ""
+        reasoning_text = ""
         for choice in chunk.choices or ():
             if choice.index not in (0, None):
                 continue
@@ -270,6 +285,8 @@ class Runner:
                 if not isinstance(delta.content, str):
                     raise TypeError("delta.content is not text")
                 delta_text += delta.content
+            if delta is not None:
+                reasoning_text += delta_reasoning(delta)
             if choice.finish_reason:
                 generation.finish_reason = choice.finish_reason
         if chunk.usage is not None:
@@ -279,7 +296,14 @@ class Runner:
             generation.timings = timings
         if chunk.model and generation.model_reported is None:
             generation.model_reported = chunk.model
-        generation._record_chunk(t, clean_text(delta_text))
+        splitter = _splitter(generation)
+        if reasoning_text:
+            splitter.fields_seen()
+        split = splitter.feed(clean_text(delta_text))
+        if split.retract:
+            generation._retract_answer()
+        generation._record_chunk(t, split.answer, clean_text(reasoning_text) + split.reasoning,
+                                 token=bool(delta_text or reasoning_text))
 
     async def _whole(self, generation: Generation, client: openai.AsyncOpenAI,
                      endpoint: Endpoint) -> None:
@@ -300,10 +324,37 @@ class Runner:
         if isinstance(timings, dict):
             generation.timings = timings
         generation.model_reported = completion.model
-        text = (choice.message.content or "") if choice and choice.message else ""
-        generation._record_chunk(t, clean_text(text))
-        if not text:
+        message = choice.message if choice else None
+        text = (message.content or "") if message else ""
+        if text and not isinstance(text, str):
+            raise errors.MalformedChunk("message.content is not text")
+        try:
+            field = clean_text(message_reasoning(message)) if message else ""
+        except TypeError:
+            raise errors.MalformedChunk("message reasoning is not text") from None
+        split = split_whole(clean_text(text))
+        generation._record_chunk(t, split.answer, field + split.reasoning)
+        if not generation.text and not generation.reasoning:
             raise errors.EmptyReply()
+
+
+def _splitter(generation: Generation) -> ThinkSplitter:
+    """The generation's inline-<think> splitter (one per streamed reply)."""
+    splitter = getattr(generation, "_think", None)
+    if splitter is None:
+        splitter = generation._think = ThinkSplitter()
+    return splitter
+
+
+def _release_held(generation: Generation) -> None:
+    """The reply is over (done, stopped or failed): text held back as a possible partial tag
+    is released as what it is."""
+    splitter = getattr(generation, "_think", None)
+    if splitter is None:
+        return
+    split = splitter.finish()
+    if split.answer or split.reasoning:
+        generation._release_held(split.answer, split.reasoning)
 
 
 _runner: Runner | None = None

@@ -51,6 +51,13 @@ limits and bounded regular expressions; for unbounded ones see below.
 - max_time fires when `elapsed >= value` seconds, max_tokens when `tokens >= value`; their hit is
   at the current end of the text (start == end).
 
+Thinking. Rules watch the answer (`text`). A rule with `watch_thinking=True` also watches a
+reasoning model's thinking: its phrases / regex are checked on the reasoning text separately (its
+own scan state, so O(new text) there too; a match never spans thinking and answer), and a
+max-tokens limit counts thinking tokens as well as answer tokens. max_time counts from the
+request either way. A hit in the thinking has `RuleHit.in_thinking` set and offsets into the
+reasoning text; the thinking is checked before the answer (it comes first).
+
 Thread safety: `check` keeps state and must be called from one thread at a time; `near_misses`,
 `describe` and `hidden_text` only read and may be called from the UI thread meanwhile.
 
@@ -59,6 +66,7 @@ without it regex rules just show no near miss.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -96,6 +104,7 @@ class Rule:
     kind: str                                  # "phrases" | "regex" | "max_time" | "max_tokens"
     value: str | float | int | tuple[str, ...]
     case_sensitive: bool = False
+    watch_thinking: bool = False               # also check the thinking (reasoning) text
 
     def describe(self) -> str:
         """Short human text: 'phrase "password"', 'regex /\\d{4}/', 'max time 10 s', 'max 200 tokens'."""
@@ -114,6 +123,11 @@ class Rule:
             return f"unknown rule {self.kind!r}"
         return text + (" (case-sensitive)" if self.case_sensitive else "")
 
+    def describe_scope(self) -> str:
+        """describe() plus where it looks when that is not just the answer: '… (thinking too)'."""
+        watched = self.watch_thinking and self.kind in (PHRASES, REGEX, MAX_TOKENS)
+        return self.describe() + (" (thinking too)" if watched else "")
+
 
 @dataclass(frozen=True)
 class RuleHit:
@@ -121,18 +135,21 @@ class RuleHit:
     start: int     # offsets of the match in the reply text; for limits start == end == where it fired
     end: int
     matched: str
+    in_thinking: bool = False   # the offsets are into the reasoning (thinking) text, not the answer
 
     def describe(self) -> str:
         """E.g. 'stopped by phrase "password" at character 1,234' (1-based, the match's first
-        character), or 'stopped by max 200 tokens after 1,234 characters'."""
+        character), 'stopped by max 200 tokens after 1,234 characters', or '… at character 56
+        of the thinking' for a hit in the thinking."""
+        where = " of the thinking" if self.in_thinking else ""
         if self.rule.kind in (MAX_TIME, MAX_TOKENS):
-            return f"stopped by {self.rule.describe()} after {_count(self.start, 'character')}"
+            return f"stopped by {self.rule.describe()} after {_count(self.start, 'character')}{where}"
         what = self.rule.describe()
         if self.rule.kind == PHRASES:
             phrase = _which_phrase(self.rule, self.matched)
             if phrase is not None:
                 what = f'phrase "{phrase}"'
-        return f"stopped by {what} at character {self.start + 1:,}"
+        return f"stopped by {what} at character {self.start + 1:,}{where}"
 
 
 @dataclass(frozen=True)
@@ -152,29 +169,32 @@ class NearMiss:
 
 # ---------------------------------------------------------------------------- building rules
 
-def parse_phrases(text: str, case_sensitive: bool = False) -> Rule | None:
+def parse_phrases(text: str, case_sensitive: bool = False,
+                  watch_thinking: bool = False) -> Rule | None:
     """A phrase rule from a comma- or newline-separated list. Each phrase is stripped of
     surrounding spaces; blanks and duplicates are dropped; None when nothing is left.
     (A phrase cannot contain a comma.)"""
     phrases = tuple(dict.fromkeys(p.strip() for p in re.split(r"[,\n]", text or "")))
     phrases = tuple(p for p in phrases if p)
-    return Rule(PHRASES, phrases, case_sensitive) if phrases else None
+    return Rule(PHRASES, phrases, case_sensitive, watch_thinking) if phrases else None
 
 
-def make_regex_rule(pattern: str, case_sensitive: bool = False) -> Rule:
+def make_regex_rule(pattern: str, case_sensitive: bool = False,
+                    watch_thinking: bool = False) -> Rule:
     """A regex rule; RuleError when the pattern is empty, invalid, can match empty text or
     nests repetitions (see the module docstring)."""
-    rule = Rule(REGEX, pattern, case_sensitive)
+    rule = Rule(REGEX, pattern, case_sensitive, watch_thinking)
     _RegexMatcher(rule)  # validates
     return rule
 
 
-def make_limit_rule(kind: str, value) -> Rule:
+def make_limit_rule(kind: str, value, watch_thinking: bool = False) -> Rule:
     """A "max_time" (seconds) or "max_tokens" rule; the value must be a positive number
-    (a whole number for tokens). Strings such as "10" or "2.5" are accepted."""
+    (a whole number for tokens). Strings such as "10" or "2.5" are accepted. A max_tokens rule
+    with `watch_thinking` counts thinking tokens too (max_time always counts from the request)."""
     if kind not in (MAX_TIME, MAX_TOKENS):
         raise RuleError(f"Unknown limit {kind!r}: use {MAX_TIME!r} or {MAX_TOKENS!r}.")
-    return Rule(kind, _limit_value(kind, value))
+    return Rule(kind, _limit_value(kind, value), watch_thinking=watch_thinking)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -513,14 +533,23 @@ class StopRuleEvaluator:
     def __init__(self, rules: Sequence[Rule]):
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._text_rules: list[tuple[int, _PhraseMatcher | _RegexMatcher]] = []
+        # Rules with watch_thinking get a second matcher for the reasoning text (own scan state).
+        self._thinking_rules: list[tuple[int, _PhraseMatcher | _RegexMatcher]] = []
         self._limits: list[tuple[int, Rule, int | float]] = []
         for index, rule in enumerate(self.rules):
             if rule.kind in (MAX_TIME, MAX_TOKENS):
                 self._limits.append((index, rule, _limit_value(rule.kind, rule.value)))
             else:
                 self._text_rules.append((index, _make_matcher(rule)))
+                if rule.watch_thinking:
+                    self._thinking_rules.append((index, _make_matcher(rule)))
         self._scanned = 0
+        self._thinking_scanned = 0
         self._hit: RuleHit | None = None
+
+    @property
+    def watches_thinking(self) -> bool:
+        return any(rule.watch_thinking for rule in self.rules)
 
     @property
     def hit(self) -> RuleHit | None:
@@ -531,53 +560,92 @@ class StopRuleEvaluator:
         """Forget the scan state and any hit (for evaluating a new text)."""
         self._scanned = 0
         self._hit = None
-        for _, matcher in self._text_rules:
+        self._reset_matchers(self._text_rules)
+        self._thinking_scanned = 0
+        self._reset_matchers(self._thinking_rules)
+
+    @staticmethod
+    def _reset_matchers(matchers) -> None:
+        for _, matcher in matchers:
             if isinstance(matcher, _RegexMatcher):
                 matcher.reset()
 
-    def check(self, text: str, *, elapsed: float, tokens: int, final: bool = False) -> RuleHit | None:
-        """`text` is the whole reply so far; it must only grow between calls (a shorter text
-        starts over). `final=True` on the last call accepts matches at the very end of the text.
-        Returns the first hit, or None; once a rule fired, that hit is returned again."""
+    @staticmethod
+    def _scan(matchers, text: str, prev: int, final: bool):
+        best = None
+        n = len(text)
+        for index, matcher in matchers:
+            found = matcher.step(text, prev, n, final)
+            if found is not None and (best is None or (found[0], index) < best[:2]):
+                best = (found[0], index, found[1])
+        return best
+
+    def check(self, text: str, *, elapsed: float, tokens: int, final: bool = False,
+              reasoning: str | None = None, thinking_tokens: int = 0) -> RuleHit | None:
+        """`text` is the whole reply (answer) so far; it must only grow between calls (a shorter
+        text starts over). `final=True` on the last call accepts matches at the very end of the
+        text. `reasoning` is the thinking so far (same rules: it only grows), checked by the
+        rules with watch_thinking, and `thinking_tokens` its token count (added to `tokens` for
+        max-tokens rules with watch_thinking). Returns the first hit, or None; once a rule
+        fired, that hit is returned again."""
         if self._hit is not None:
             return self._hit
+        if reasoning is not None and self._thinking_rules:
+            m = len(reasoning)
+            tprev = self._thinking_scanned
+            if m < tprev:
+                self._thinking_scanned = tprev = 0
+                self._reset_matchers(self._thinking_rules)
+            if m > tprev or (final and m):
+                best = self._scan(self._thinking_rules, reasoning, tprev, final)
+                self._thinking_scanned = m
+                if best is not None:
+                    self._hit = dataclasses.replace(best[2], in_thinking=True)
+                    return self._hit
         n = len(text)
         prev = self._scanned
         if n < prev:
-            self.reset()
-            prev = 0
+            self._scanned = prev = 0
+            self._reset_matchers(self._text_rules)
         best: tuple[int, int, RuleHit] | None = None
         if n > prev or final:
-            for index, matcher in self._text_rules:
-                found = matcher.step(text, prev, n, final)
-                if found is not None and (best is None or (found[0], index) < best[:2]):
-                    best = (found[0], index, found[1])
+            best = self._scan(self._text_rules, text, prev, final)
             self._scanned = n
         for index, rule, limit in self._limits:
-            reached = elapsed if rule.kind == MAX_TIME else tokens
+            if rule.kind == MAX_TIME:
+                reached = elapsed
+            else:
+                reached = tokens + ((thinking_tokens or 0) if rule.watch_thinking else 0)
             if reached is not None and reached >= limit and (best is None or (n, index) < best[:2]):
                 best = (n, index, RuleHit(rule, n, n, ""))
         if best is not None:
             self._hit = best[2]
         return self._hit
 
-    def near_misses(self, text: str, *, elapsed: float, tokens: int) -> list[NearMiss]:
+    def near_misses(self, text: str, *, elapsed: float, tokens: int, reasoning: str = "",
+                    thinking_tokens: int = 0) -> list[NearMiss]:
         """Rules that are close to firing on this text, in rule order (at most one per rule).
         Phrases: the longest end of the text (at least MIN_PARTIAL characters) that is a proper
         beginning of a phrase. Regex: a partial match (`regex` module) reaching the end of the text;
         progress = its length / the pattern's maximum width, or 0.5 when unbounded. Limits: from
-        NEAR_MISS_RATIO of the way until they fire. Looks only at the tail of the text."""
+        NEAR_MISS_RATIO of the way until they fire. Looks only at the tail of the text.
+        While there is no answer yet, rules with watch_thinking look at the end of `reasoning`
+        instead; their max-tokens limits count `thinking_tokens` too."""
         misses: list[NearMiss] = []
         text_rules = dict(self._text_rules)
         limits = {index: (rule, limit) for index, rule, limit in self._limits}
         for index in range(len(self.rules)):
             if index in text_rules:
-                miss = text_rules[index].near_miss(text)
+                watched = text if (text or not self.rules[index].watch_thinking) else reasoning
+                miss = text_rules[index].near_miss(watched)
                 if miss is not None:
                     misses.append(miss)
                 continue
             rule, limit = limits[index]
-            reached = elapsed if rule.kind == MAX_TIME else tokens
+            if rule.kind == MAX_TIME:
+                reached = elapsed
+            else:
+                reached = tokens + ((thinking_tokens or 0) if rule.watch_thinking else 0)
             if reached is None:
                 continue
             progress = reached / limit
@@ -590,10 +658,12 @@ class StopRuleEvaluator:
         return misses
 
 
-def hidden_text(text: str, hit: RuleHit) -> str:
+def hidden_text(text: str, hit: RuleHit, thinking: bool = False) -> str:
     """The text with the matched part replaced by HIDDEN ("█████", a fixed length so the length of
     what was hidden does not show); text after the match (the rest of the chunk that completed it)
-    is kept. A limit hit (nothing matched) leaves the text unchanged. Show `hit.describe()` beside it."""
-    if hit.end <= hit.start:
+    is kept. A limit hit (nothing matched) leaves the text unchanged. Show `hit.describe()` beside it.
+    `thinking`: `text` is the reasoning; a hit applies only to the text it was found in (a hit in
+    the thinking leaves the answer unchanged, and the other way round)."""
+    if hit.end <= hit.start or hit.in_thinking != thinking:
         return text
     return text[:hit.start] + HIDDEN + text[hit.end:]
