@@ -149,7 +149,7 @@ def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
         try:
             rule = build()
         except stop_rules.RuleError as exc:
-            st.error(f"**{label}** rule skipped: {exc} The other rules stay active.")
+            st.error(f"**{label}** rule skipped: {str(exc).rstrip('.')}. The other rules stay active.")
             continue
         if rule is not None:
             rules.append(rule)
