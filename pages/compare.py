@@ -1,6 +1,7 @@
 """Compare: the same prompt streamed and not streamed, side by side, repeated, with a verdict."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import altair as alt
@@ -12,7 +13,6 @@ from components.identity import session_owner
 from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
-from streamchat.generation import GenerationParams
 from streamchat.presets import COMPARE_PROMPT
 from streamchat.replies import history_for_request
 
@@ -42,7 +42,9 @@ def start_comparison() -> None:
                                    options.system_prompt)
     state.comparison = compare.Comparison(
         messages, options.endpoint, repeat=int(state.cmp_repeat), mode=state.cmp_mode,
-        params=GenerationParams(max_tokens=options.params.max_tokens),
+        # The sidebar's settings (the embedded model's repetition penalty included); the
+        # comparison fixes temperature 0 and a seed itself, so both sides get the same reply.
+        params=dataclasses.replace(options.params, temperature=None, seed=None),
         timeouts=options.timeouts, runner=ctx.runner,
         on_generation_done=compare.record_to_store(ctx.store, owner=session_owner())).start()
 
