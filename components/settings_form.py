@@ -12,6 +12,7 @@ from streamchat.generation import GenerationParams, Timeouts
 from streamchat.providers import ProviderError, RemoteConfig, list_models, local_endpoint, \
     validate_base_url
 from streamchat.runner import EndpointSource
+from streamchat.store import safe_base_url
 
 PROVIDER_LABELS = {LOCAL: "Embedded model (offline)", REMOTE: "OpenAI-compatible endpoint"}
 
@@ -164,7 +165,12 @@ def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource 
         st.caption(presets.local_model_caption(path))
         return (lambda: local_endpoint(path)), None, presets.local_model_label(path)
 
-    base_url = st.text_input("Base URL", value=settings.remote_base_url, key="opt_base_url")
+    # The field never shows the configured URL's user:password (it stays in use as long as the
+    # field is left as it is): the page, its websocket and widget ids would carry it.
+    configured, shown = settings.remote_base_url, safe_base_url(settings.remote_base_url)
+    base_url = st.text_input("Base URL", value=shown, key="opt_base_url")
+    if base_url == shown:
+        base_url = configured
     typed_key = st.text_input("API key", type="password", key="opt_api_key",
                               placeholder="using OPENAI_API_KEY" if settings.api_key else "none",
                               help="Kept in memory for this session only; never stored or logged.")
@@ -179,11 +185,13 @@ def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource 
         models = [settings.model, *models]
     if error:
         st.warning(error)
+    place = safe_base_url(base_url)
     if models:
         default = models.index(settings.model) if settings.model in models else 0
-        model = st.selectbox("Model", models, index=default, key=f"opt_model:{base_url}")
+        model = st.selectbox("Model", models, index=default, key=f"opt_model:{place}")
     else:
-        model = st.text_input("Model", value=settings.model or "", key=f"opt_model_text:{base_url}")
-    if not model:
-        return None, "Choose a model in the sidebar settings.", "—"
+        model = st.text_input("Model", value=settings.model or "", key=f"opt_model_text:{place}")
+    if not model:   # say why there is no model to choose, when the endpoint said
+        return None, (f"{error} Then choose a model in the sidebar settings." if error
+                      else "Choose a model in the sidebar settings."), "—"
     return RemoteConfig(base_url, api_key, model).endpoint(), None, model
