@@ -198,7 +198,7 @@ class Comparison:
                 return
             g = self.warmup_generation = runner.start(request, self.endpoint)
         deadline = time.monotonic() + WARMUP_MAX_S
-        while not g.wait(0.01) and g.t_first_content is None and time.monotonic() < deadline:
+        while not g.wait(0.01) and g.t_first_token is None and time.monotonic() < deadline:
             pass
         if not g.wait(WARMUP_GRACE_S):
             g.stop()
@@ -246,17 +246,27 @@ def generation_values(g: Generation) -> dict[str, Any]:
     tokens = m.output_tokens.value
     if not g.request.stream and m.output_tokens.source == metrics.ESTIMATED:
         tokens = None   # no usage in the body: "one chunk per token" means nothing for one body
+    reasoning = m.reasoning_tokens.value
+    if not g.request.stream and m.reasoning_tokens.source == metrics.ESTIMATED:
+        reasoning = None
     if g.request.stream:
+        # First text of any kind: thinking shows as it streams (first_answer_s tells the answer).
         first_text, rate = m.ttft.value, m.decode_tps.value
+        first_answer = m.time_to_answer.value
     else:
         # Nothing is visible until the body arrives, and there is no decode to time: the
         # "effective" rate is tokens over the whole wait.
-        first_text = e2e
+        first_text = first_answer = e2e
         rate = tokens / e2e if tokens and e2e else None
     return {
         "side": STREAM if g.request.stream else NON_STREAM,
         "state": g.state,
         "first_text_s": first_text,
+        "first_answer_s": first_answer if g.text else None,
+        "thinking_s": m.thinking_s.value,
+        "reasoning_tokens": reasoning,
+        "reasoning_tokens_source": m.reasoning_tokens.source if reasoning is not None else None,
+        "has_reasoning": bool(g.reasoning),
         "ttft_s": m.ttft.value,
         "e2e_s": e2e,
         "output_tokens": tokens,
@@ -287,6 +297,14 @@ ROWS = (
     ("bytes", "Bytes on the wire", "bytes", metrics.HELP["bytes"]),
     ("chunks", "Chunks", "chunks", "Chunks received (non-streaming: one body)."),
 )
+# Shown (in summary(), the table, the CLI) only when some run had thinking.
+REASONING_ROWS = (
+    ("first_answer_s", "Time to answer", "s",
+     "Request sent → first answer text, after the thinking. Streaming: time to answer. "
+     "Non-streaming: the whole wait (= E2E)."),
+    ("thinking_s", "Thinking", "s", metrics.HELP["thinking_s"] + " Streaming only."),
+    ("reasoning_tokens", "Thinking tokens", "tokens", metrics.HELP["reasoning_tokens"]),
+)
 
 
 def summarize(pairs: Iterable[ComparePair]) -> list[dict]:
@@ -296,13 +314,15 @@ def summarize(pairs: Iterable[ComparePair]) -> list[dict]:
     non_stream_median, non_stream_p95, non_stream_n (n = runs the statistics are over).
     """
     values = {side: [] for side in SIDES}
+    thinking = False
     for pair in pairs:
         for g in pair.generations:
             if g.state == DONE:
                 v = generation_values(g)
                 values[v["side"]].append(v)
+                thinking = thinking or v["has_reasoning"]
     rows = []
-    for key, label, unit, help_text in ROWS:
+    for key, label, unit, help_text in ROWS[:1] + (REASONING_ROWS if thinking else ()) + ROWS[1:]:
         row: dict[str, Any] = {"metric": key, "label": label, "unit": unit, "help": help_text}
         for side in SIDES:
             xs = [v[key] for v in values[side] if v[key] is not None]
@@ -359,7 +379,9 @@ def total_time_phrase(e2e_stream: float, e2e_whole: float) -> str:
 
 def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str:
     """One line in words, e.g. "Streaming showed text 24× sooner; total time about the same;
-    3.1× the bytes". Total time and bytes are streaming's, against non-streaming's."""
+    3.1× the bytes". Total time and bytes are streaming's, against non-streaming's. When the
+    model thought (the summary has a first_answer_s row), streaming's thinking and answer are
+    told apart: "…; streaming: first answer words after 2.50 s; thinking visible after 1.00 s"."""
     first_s, first_w = _medians(summary, "first_text_s")
     e2e_s, e2e_w = _medians(summary, "e2e_s")
     bytes_s, bytes_w = _medians(summary, "bytes")
@@ -391,11 +413,23 @@ def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str
         ratio = bytes_s / bytes_w
         parts.append("about the same bytes" if 1 / SAME_RATIO < ratio < SAME_RATIO
                      else f"{_times(ratio)} the bytes")
+    answer_s, _ = _medians(summary, "first_answer_s")
+    thinking_s, _ = _medians(summary, "thinking_s")
+    if thinking_s is not None:
+        seen = (f"first answer words after {metrics.format_seconds(answer_s)}; "
+                if answer_s is not None else "no answer words after the thinking; ")
+        parts.append(f"streaming: {seen}thinking visible after {metrics.format_seconds(first_s)}")
     return "; ".join(parts + notes)
 
 
-def visible_text_timeline(generation: Generation) -> list[tuple[float, int]]:
-    """(seconds since the request was sent, characters visible) at each content chunk.
+ANSWER = "answer"
+THINKING = "thinking"
+
+
+def visible_text_timeline(generation: Generation, kind: str = ANSWER) -> list[tuple[float, int]]:
+    """(seconds since the request was sent, characters visible) at each chunk of answer text,
+    or of thinking text with kind="thinking" (its line starts at TTFT, the answer's at time to
+    answer).
 
     Non-streaming shows nothing until the body arrives: a step from 0 to the full length at E2E.
     """
@@ -405,10 +439,11 @@ def visible_text_timeline(generation: Generation) -> list[tuple[float, int]]:
     points = [(0.0, 0)]
     visible = 0
     for chunk in list(g.chunks):   # copy: the runner may append while we read
-        if chunk.text:
+        text = chunk.reasoning if kind == THINKING else chunk.text
+        if text:
             if not g.request.stream:
                 points.append((chunk.t - g.t_sent, 0))
-            visible += len(chunk.text)
+            visible += len(text)
             points.append((chunk.t - g.t_sent, visible))
     return points
 

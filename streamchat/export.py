@@ -1,4 +1,7 @@
-"""Exports: a conversation as Markdown or JSON, runs as CSV or JSON (dicts as the Store returns them)."""
+"""Exports: a conversation as Markdown or JSON, runs as CSV or JSON (dicts as the Store returns them).
+
+A reply's thinking (`reasoning`) is exported with it: Markdown puts it in a quoted "Thinking"
+section before the answer; JSON keeps each message's `reasoning` field."""
 from __future__ import annotations
 
 import csv
@@ -20,7 +23,10 @@ def conversation_markdown(conversation: dict, messages: list[dict]) -> str:
     out = [f"# {conversation.get('title') or 'Untitled'}", ""]
     for message in messages:
         role = message.get("role", "")
-        out += [f"## {_ROLE_HEADINGS.get(role, role.title())}", "", message.get("content") or "", ""]
+        out += [f"## {_ROLE_HEADINGS.get(role, role.title())}", ""]
+        if role == "assistant" and (message.get("reasoning") or "").strip():
+            out += thinking_markdown(message["reasoning"])
+        out += [message.get("content") or "", ""]
         if role != "assistant":
             continue
         if message.get("summary"):
@@ -32,6 +38,13 @@ def conversation_markdown(conversation: dict, messages: list[dict]) -> str:
                 note += f": {message['error']}" if state == "failed" else f" ({message['error']})"
             out += [f"> **{note}**", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def thinking_markdown(reasoning: str) -> list[str]:
+    """A reply's thinking as a quoted "Thinking" section (lines, ending with a blank one), so
+    it reads apart from the answer."""
+    lines = reasoning.strip("\n").splitlines()
+    return ["> **Thinking**", ">", *(f"> {line}" if line.strip() else ">" for line in lines), ""]
 
 
 PRIVATE_FIELDS = ("owner",)   # the session token: whoever has it can list that session's chats

@@ -8,6 +8,10 @@ Every value carries where it came from, so the UI can say so:
   approximate — counted here with another model's tokenizer (cl100k_base)
 Estimated and approximate values are shown with a leading "~" (see `shown`).
 
+Reasoning models (vLLM / AIPerf convention): thinking tokens are output tokens. TTFT ends at the
+first token of any kind; Time to answer at the first answer token; TPOT, Decode tok/s and ITL are
+over all output tokens (thinking and answer); E2E ends at the last token of any kind.
+
 One reply has one set of figures: `final_metrics(g)` computes them once per finished generation
 (server usage, else the local token count) and every place that shows a finished reply — the
 live panel's last frame, the footer under the message, the Runs row, exports — uses those.
@@ -21,7 +25,8 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from .generation import Generation
+from .generation import THINKING, Generation
+from .reasoning import usage_reasoning_tokens
 
 MEASURED = "measured"
 SERVER = "server"
@@ -31,19 +36,27 @@ APPROXIMATE = "approximate"
 ESTIMATE_SOURCES = frozenset({ESTIMATED, APPROXIMATE})
 
 # Live Decode tok/s: shown once it means something, over a window long enough to be steady.
-LIVE_MIN_TOKENS = 5           # content chunks received…
+LIVE_MIN_TOKENS = 5           # token chunks (thinking or answer) received…
 LIVE_MIN_SPAN_S = 0.5         # …over at least this long since the first one
 LIVE_WINDOW_S = 2.0           # the rate is taken over about the last two seconds
 
 HELP = {
-    "ttft": "Time to first token: request sent → first chunk with non-empty content.",
+    "ttft": "Time to first token: request sent → first token of any kind (thinking or answer).",
+    "time_to_answer": "Time to answer: request sent → first answer token, after any thinking. "
+                      "Equals TTFT for a model that does not think.",
+    "thinking_s": "Thinking: first → last thinking (reasoning) token.",
+    "reasoning_tokens": "Thinking tokens: server usage (completion_tokens_details."
+                        "reasoning_tokens) when given, else counted locally. Part of the "
+                        "output tokens.",
     "ttfb": "Time to first byte: request sent → response headers received.",
-    "itl": "Inter-token latency: gaps between consecutive content chunks.",
-    "tpot": "Time per output token: (t_last − t_first) / (output_tokens − 1).",
-    "decode_tps": "Decode tokens/s = 1 / TPOT. While streaming: chunks over the last 2 s, "
-                  "shown from 5 chunks over 0.5 s on.",
-    "e2e": "End-to-end: request sent → last content chunk (non-stream: → body received).",
-    "output_tokens": "Output tokens: server usage when given, else counted locally.",
+    "itl": "Inter-token latency: gaps between consecutive token chunks (thinking and answer).",
+    "tpot": "Time per output token: (t_last − t_first) / (output_tokens − 1), over all output "
+            "tokens (thinking and answer).",
+    "decode_tps": "Decode tokens/s = 1 / TPOT, thinking included. While streaming: chunks over "
+                  "the last 2 s, shown from 5 chunks over 0.5 s on.",
+    "e2e": "End-to-end: request sent → last token of any kind (non-stream: → body received).",
+    "output_tokens": "Output tokens: server usage when given, else counted locally. Thinking "
+                     "tokens are output tokens (as vLLM and AIPerf count them).",
     "bytes": "Bytes received on the wire for this reply (headers + body, before decompression).",
 }
 
@@ -75,6 +88,14 @@ class Metrics:
     server_decode_tps: Value       # llama.cpp timings.predicted_per_second
     server_prompt_ms: Value        # llama.cpp timings.prompt_ms (prefill time on the server)
     continuation: bool = False     # the figures cover a continuation of an earlier reply only
+    # Reasoning models (None values when the reply had no thinking):
+    time_to_answer: Value = Value(None, MEASURED)   # request sent → first answer token
+    thinking_s: Value = Value(None, MEASURED)       # first → last reasoning token (live: → now)
+    reasoning_tokens: Value = Value(None, MEASURED)  # thinking tokens (part of output_tokens)
+
+    @property
+    def has_reasoning(self) -> bool:
+        return bool(self.reasoning_tokens.value) or self.thinking_s.value is not None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -100,15 +121,50 @@ def is_continuation(generation: Generation) -> bool:
 
 def output_tokens(generation: Generation, local_count: int | None = None,
                   local_source: str = ESTIMATED) -> Value:
+    """All output tokens, thinking included (server usage.completion_tokens includes them)."""
     usage = generation.usage or {}
     if isinstance(usage.get("completion_tokens"), int):
         return Value(usage["completion_tokens"], SERVER)
     if local_count is not None:
         return Value(local_count, local_source)
-    if not generation.content_times:
+    if not generation.token_times:
         return Value(0, MEASURED)   # nothing received: no estimate about it
-    # One content chunk per token is how OpenAI, vLLM and llama.cpp stream.
-    return Value(generation.content_chunk_count, ESTIMATED)
+    # One chunk per token is how OpenAI, vLLM and llama.cpp stream (thinking chunks too).
+    return Value(generation.token_chunk_count, ESTIMATED)
+
+
+def server_reasoning_tokens(generation: Generation) -> int | None:
+    """The server's reasoning token count, when it is one to trust: a server that reports 0
+    for a reply whose thinking we received (some send the field always) is not."""
+    n = usage_reasoning_tokens(generation.usage)
+    if n is None or (n == 0 and generation.reasoning):
+        return None
+    return n
+
+
+def reasoning_tokens(generation: Generation, local_count: int | None = None,
+                     local_source: str = ESTIMATED) -> Value:
+    """Thinking tokens: server usage (completion_tokens_details.reasoning_tokens), else the
+    local count, else one per reasoning chunk (estimated); None when there was no thinking."""
+    n = server_reasoning_tokens(generation)
+    if n is not None:
+        return Value(n, SERVER)
+    if not generation.reasoning and not generation.reasoning_times:
+        return Value(None, MEASURED)
+    if local_count is not None:
+        return Value(local_count, local_source)
+    return Value(generation.reasoning_chunk_count, ESTIMATED)
+
+
+def thinking_seconds(generation: Generation, now: float | None = None) -> float | None:
+    """First → last reasoning token; while still thinking, first reasoning token → now.
+    None without thinking, and for a non-streamed reply (it all arrives at once)."""
+    g = generation
+    if g.t_first_reasoning is None or not g.request.stream:
+        return None
+    if g.state == THINKING and not g.is_finished and now is not None:
+        return max(now, g.t_last_reasoning) - g.t_first_reasoning
+    return g.t_last_reasoning - g.t_first_reasoning
 
 
 def live_decode_rate(times: list[float], now: float) -> float | None:
@@ -135,13 +191,15 @@ def live_decode_rate(times: list[float], now: float) -> float | None:
 
 
 def compute(generation: Generation, now: float | None = None, local_token_count: int | None = None,
-            local_token_source: str = ESTIMATED) -> Metrics:
+            local_token_source: str = ESTIMATED, local_reasoning_count: int | None = None,
+            local_reasoning_source: str = ESTIMATED) -> Metrics:
     """The figures as of `now`. For a finished generation, show `final_metrics(g)` instead: it
-    adds the local token count when the server reported no usage."""
+    adds the local token counts when the server reported no usage. `local_token_count` is all
+    output tokens (answer + thinking), `local_reasoning_count` the thinking's."""
     now = time.perf_counter() if now is None else now
     g = generation
     sent = g.t_sent
-    times = list(g.content_times)   # copy: the runner may append while we read
+    times = list(g.token_times)   # every output token chunk; copy: the runner may append
 
     def since_sent(t: float | None) -> Value:
         return Value(None if t is None or sent is None else t - sent, MEASURED)
@@ -161,10 +219,10 @@ def compute(generation: Generation, now: float | None = None, local_token_count:
 
     itls = inter_token_latencies(times)
     timings = g.timings or {}
-    end_of_reply = g.t_last_content if g.t_last_content is not None else g.t_end
+    end_of_reply = g.t_last_token if g.t_last_token is not None else g.t_end
     elapsed_until = end_of_reply if g.is_finished else now
     return Metrics(
-        ttft=since_sent(g.t_first_content),
+        ttft=since_sent(g.t_first_token),
         ttfb=since_sent(g.t_headers),
         e2e=since_sent(end_of_reply) if g.is_finished else Value(None, MEASURED),
         output_tokens=tokens,
@@ -179,6 +237,9 @@ def compute(generation: Generation, now: float | None = None, local_token_count:
         server_decode_tps=Value(timings.get("predicted_per_second"), SERVER),
         server_prompt_ms=Value(timings.get("prompt_ms"), SERVER),
         continuation=is_continuation(g),
+        time_to_answer=since_sent(g.t_first_content),
+        thinking_s=Value(thinking_seconds(g, now), MEASURED),
+        reasoning_tokens=reasoning_tokens(g, local_reasoning_count, local_reasoning_source),
     )
 
 
@@ -188,13 +249,37 @@ _final_locks: "weakref.WeakKeyDictionary[Generation, threading.Lock]" = weakref.
 _finals_lock = threading.Lock()
 
 
-def local_token_count(generation: Generation):
-    """tokens.TokenCount of the reply's text when the server reported no usage, else None."""
+def local_token_counts(generation: Generation):
+    """(output, thinking): tokens.TokenCount of what the server did not report, counted with the
+    same tokenizer path for both (None where the server reported it or there is nothing).
+    Output = answer + thinking."""
     g = generation
-    if isinstance((g.usage or {}).get("completion_tokens"), int) or not g.text or g.endpoint is None:
-        return None
-    from .tokens import count_reply_tokens   # tiktoken: loaded only when a count is needed
-    return count_reply_tokens(g.text, g.endpoint.provider, g.endpoint.model)
+    if g.endpoint is None or not (g.text or g.reasoning):
+        return None, None
+    from .tokens import TokenCount, count_reply_tokens   # tiktoken: loaded only when needed
+    need_output = not isinstance((g.usage or {}).get("completion_tokens"), int)
+    need_reasoning = bool(g.reasoning) and server_reasoning_tokens(g) is None
+    if not need_output and not need_reasoning:
+        return None, None
+    count = lambda text: count_reply_tokens(text, g.endpoint.provider, g.endpoint.model)  # noqa: E731
+    thinking = count(g.reasoning) if g.reasoning and (need_reasoning or need_output) else None
+    output = None
+    if need_output:
+        answer = count(g.text) if g.text else None
+        parts = [c for c in (answer, thinking) if c is not None]
+        if len(parts) == 1:
+            output = parts[0]
+        else:
+            approx = [c for c in parts if c.source == APPROXIMATE]
+            source = APPROXIMATE if approx else parts[0].source
+            output = TokenCount(sum(c.n for c in parts), source, (approx or parts)[0].method)
+    return output, (thinking if need_reasoning else None)
+
+
+def local_token_count(generation: Generation):
+    """tokens.TokenCount of the reply's output (answer + thinking) when the server reported no
+    usage, else None."""
+    return local_token_counts(generation)[0]
 
 
 def final_metrics(generation: Generation) -> Metrics:
@@ -213,11 +298,16 @@ def final_metrics(generation: Generation) -> Metrics:
         done = _finals.get(g)
         if done is None:
             try:
-                counted = local_token_count(g)
+                counted, thinking = local_token_counts(g)
             except Exception:   # counting must never cost the figures
-                counted = None
-            done = compute(g, **({"local_token_count": counted.n, "local_token_source": counted.source}
-                                 if counted else {}))
+                counted = thinking = None
+            kwargs = {}
+            if counted:
+                kwargs.update(local_token_count=counted.n, local_token_source=counted.source)
+            if thinking:
+                kwargs.update(local_reasoning_count=thinking.n,
+                              local_reasoning_source=thinking.source)
+            done = compute(g, **kwargs)
             with _finals_lock:
                 _finals[g] = done
         return done
@@ -232,10 +322,14 @@ def token_count_args(m: Metrics) -> dict:
     """The local count `m` was computed with, as keyword arguments for compute() and
     store.run_fields_from_generation (empty when the server reported usage or no count was made),
     so a recomputation gives the same figures."""
+    out = {}
     tokens = m.output_tokens
-    if tokens.source in (SERVER, MEASURED, ESTIMATED) or tokens.value is None:
-        return {}
-    return {"local_token_count": tokens.value, "local_token_source": tokens.source}
+    if tokens.source not in (SERVER, MEASURED, ESTIMATED) and tokens.value is not None:
+        out.update(local_token_count=tokens.value, local_token_source=tokens.source)
+    thinking = m.reasoning_tokens
+    if thinking.source not in (SERVER, MEASURED, ESTIMATED) and thinking.value is not None:
+        out.update(local_reasoning_count=thinking.value, local_reasoning_source=thinking.source)
+    return out
 
 
 # ---- text -------------------------------------------------------------------------------------
@@ -249,12 +343,27 @@ CONTINUATION_HELP = ("These figures cover the continuation only (the last reques
                      "before it has its own run on the Runs page.")
 
 
+def thinking_part(m: Metrics) -> str:
+    """"thought 1.52 s (60 tokens)" for a reply with thinking, "" without; "~60" when estimated."""
+    if not m.has_reasoning:
+        return ""
+    n = m.reasoning_tokens
+    count = shown(n, f"{n.value} tokens") if n.value is not None else ""
+    if m.thinking_s.value is None:
+        return f"thought: {count}" if count else ""
+    return f"thought {format_seconds(m.thinking_s.value)}" + (f" ({count})" if count else "")
+
+
 def summary_line(m: Metrics) -> str:
     """One line for a finished message, e.g. `TTFT 180 ms · 74.0 tok/s · 312 tokens · 4.38 s`;
-    `~74.0 tok/s · ~312 tokens` when counted approximately, `continuation: …` for a continuation."""
+    `~74.0 tok/s · ~312 tokens` when counted approximately, `continuation: …` for a continuation.
+    A reply with thinking adds it after TTFT: `TTFT 1.00 s · thought 1.50 s (60 tokens) · …`
+    (the tokens and tok/s are all output tokens, thinking included)."""
     parts = []
     if m.ttft.value is not None:
         parts.append(f"TTFT {format_seconds(m.ttft.value)}")
+    if thinking_part(m):
+        parts.append(thinking_part(m))
     if m.decode_tps.value:
         parts.append(shown(m.decode_tps, f"{m.decode_tps.value:.1f} tok/s"))
     if m.output_tokens.value is not None:

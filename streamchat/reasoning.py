@@ -73,8 +73,8 @@ class ThinkSplitter:
         self.close_only = close_only   # rule 2 allowed (fields_seen() turns it off)
         self._state = _LEAD
         self._held = ""          # a possible partial tag at the end, not yet emitted
-        self._lead = ""          # _LEAD: the leading whitespace / partial "<think>" seen so far
-        self._lead_emitted = 0   # _LEAD: how much of that went out as answer (whitespace)
+        self._lead = ""          # _LEAD: a possible partial "<think>", not yet emitted
+        self._ws_emitted = False  # _LEAD: leading whitespace went out as answer
         self._last = ""          # _MAYBE: the last two characters passed (fence / "`" checks)
         self.opened = False      # the reply opened with <think>
         self.closed = False      # a </think> ended the thinking (either form)
@@ -112,8 +112,7 @@ class ThinkSplitter:
     def finish(self) -> Split:
         """The reply ended: release whatever was held back (a partial tag is just text)."""
         if self._state == _LEAD:
-            rest = self._lead[self._lead_emitted:]
-            self._lead, self._lead_emitted, self._state = "", 0, _ANSWER
+            rest, self._lead, self._state = self._lead, "", _ANSWER
             return Split(answer=rest)
         rest, self._held = self._held, ""
         if not rest:
@@ -122,32 +121,30 @@ class ThinkSplitter:
 
     # ---- states ----------------------------------------------------------------------------
     def _feed_lead(self, text: str) -> Split:
+        # self._lead holds only a possible partial "<think>" (whitespace before it went out).
         lead = self._lead + text
         body = lead.lstrip()
-        ws = len(lead) - len(body)
+        ws = lead[:len(lead) - len(body)]
         if body.startswith(OPEN):
             # The reply opens with <think>. Whitespace already shown as answer was before the
-            # tag, not part of an answer: it is taken back (rule 3).
-            retract = self._lead_emitted > 0
-            self._state, self.opened = _THINK, True
-            self._lead, self._lead_emitted = "", 0
+            # tag, not part of an answer: it is taken back (rule 3); this chunk's is dropped.
+            retract, self._ws_emitted = self._ws_emitted, False
+            self._state, self.opened, self._lead = _THINK, True, ""
             out = self._feed_think(body[len(OPEN):])
             return Split(out.reasoning, out.answer, retract)
         if not body or OPEN.startswith(body):
             # Whitespace, maybe then a partial "<th": the whitespace goes out as answer now
             # (taken back if <think> follows), the partial tag waits.
-            new_ws = lead[self._lead_emitted:ws]
-            self._lead, self._lead_emitted = lead, ws
-            return Split(answer=new_ws)
+            self._lead = body
+            self._ws_emitted = self._ws_emitted or bool(ws)
+            return Split(answer=ws)
         # Plain text: the answer starts (it may still turn out close-only thinking, rule 2).
-        rest = lead[self._lead_emitted:]
-        self._last = lead[:self._lead_emitted][-2:]
-        self._lead, self._lead_emitted = "", 0
+        self._lead = ""
         if not self.close_only:
             self._state = _ANSWER
-            return Split(answer=rest)
+            return Split(answer=lead)
         self._state = _MAYBE
-        return self._feed_maybe(rest)
+        return self._feed_maybe(lead)
 
     def _feed_think(self, text: str) -> Split:
         buf, self._held = self._held + text, ""
@@ -164,16 +161,15 @@ class ThinkSplitter:
         buf, self._held = self._held + text, ""
         i = buf.find(CLOSE)
         fence = (self._last + buf).find(FENCE)
-        if fence >= 0:
-            fence -= len(self._last)        # index in buf (negative: began in earlier text)
-        if i >= 0 and (fence < 0 or fence > i):
+        fence = None if fence < 0 else fence - len(self._last)   # negative: began earlier
+        if i >= 0 and (fence is None or fence > i):
             self._state = _ANSWER
             if (self._last + buf[:i])[-1:] == "`":
                 return Split(answer=buf)    # `</think>` quoted as inline code: plain answer
             self.closed = self.retracted = True
             # Everything before the tag was thinking: take back what went out, add the rest.
             return Split(reasoning=buf[:i], answer=buf[i + len(CLOSE):], retract=True)
-        if fence >= 0:
+        if fence is not None:
             self._state = _ANSWER           # a code fence: an answer, stop looking
             return Split(answer=buf)
         k = _partial_suffix(buf, CLOSE)

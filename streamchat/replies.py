@@ -39,7 +39,9 @@ def is_sent(message: dict) -> bool:
 def history_for_request(messages: list[dict], system_prompt: str = "",
                         skip_oldest: int = 0) -> tuple[dict, ...]:
     """What the model sees: the system prompt, then the messages that are sent (see is_sent),
-    leaving out the `skip_oldest` first ones (trimmed to fit the model's context)."""
+    leaving out the `skip_oldest` first ones (trimmed to fit the model's context). Only role and
+    content: a reply's thinking (`reasoning`) is never sent back (DeepSeek's API rejects it, the
+    others waste context on it)."""
     out = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     out += [{"role": m["role"], "content": m["content"]} for m in messages[skip_oldest:]
             if is_sent(m)]
@@ -81,10 +83,17 @@ class ActiveReply:
     flushed_len: int = 0
     save_problem: str | None = None   # why the reply is not (yet) saved, for the user
     save_attempts: int = 0
+    reasoning_prefix: str = ""   # thinking the message had before this generation (Continue)
+    flushed_reasoning_len: int = 0
 
     @property
     def text(self) -> str:
         return self.prefix + self.generation.text
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking shown above the answer: the earlier part's (Continue) and this one's."""
+        return self.reasoning_prefix + self.generation.reasoning
 
 
 class PartialFlusher:
@@ -132,12 +141,21 @@ class PartialFlusher:
 
 def flush_partial(store, reply: ActiveReply) -> None:
     with reply.lock:
+        # Answer first: answer text taken back into the thinking (a close-only </think>) is
+        # added to `reasoning` before `text` is cleared, so it is in one of the two, never in
+        # neither; the next flush or the final save writes both again.
         text = reply.text
-        if reply.saved.is_set() or len(text) == reply.flushed_len:
+        reasoning = reply.reasoning
+        if reply.saved.is_set() or (len(text) == reply.flushed_len
+                                    and len(reasoning) == reply.flushed_reasoning_len):
             return
         try:
-            store.update_message(reply.message_id, content=text)
+            if len(reasoning) != reply.flushed_reasoning_len:
+                store.update_message(reply.message_id, content=text, reasoning=reasoning)
+            else:
+                store.update_message(reply.message_id, content=text)
             reply.flushed_len = len(text)
+            reply.flushed_reasoning_len = len(reasoning)
         except Exception:
             log.exception("could not flush partial reply %s", reply.message_id)
 
@@ -165,10 +183,13 @@ def _save_generation(store, reply: ActiveReply) -> None:
     try:
         # The one final set of figures: the live panel's last frame shows this same object.
         m = metrics.final_metrics(g)
+        reasoning = reply.reasoning
         store.update_message(reply.message_id, content=reply.text, state=g.state,
                              error=g.error.message if g.error else None,
                              summary=metrics.summary_line(m),
-                             metrics=message_metrics(g, m, offset=len(reply.prefix)))
+                             metrics=message_metrics(g, m, offset=len(reply.prefix),
+                                                     reasoning_offset=len(reply.reasoning_prefix)),
+                             **({"reasoning": reasoning} if reasoning else {}))
         store.record_run(**run_fields(g, m, conversation_id=reply.conversation_id,
                                       message_id=reply.message_id))
         reply.save_problem = None
@@ -200,7 +221,8 @@ def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:
 def metrics_dict(m: metrics.Metrics) -> dict:
     out = {}
     for name in ("ttft", "ttfb", "e2e", "output_tokens", "tpot", "decode_tps", "itl_p50", "itl_p95",
-                 "itl_max", "bytes", "server_decode_tps", "server_prompt_ms"):
+                 "itl_max", "bytes", "server_decode_tps", "server_prompt_ms", "time_to_answer",
+                 "thinking_s", "reasoning_tokens"):
         value = getattr(m, name)
         out[name] = {"value": value.value, "source": value.source}
     out["chunks"] = m.chunks
@@ -208,15 +230,20 @@ def metrics_dict(m: metrics.Metrics) -> dict:
     return out
 
 
-def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0) -> dict:
+def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0,
+                    reasoning_offset: int = 0) -> dict:
     """What a saved message keeps about its generation: the metrics, why it failed, and which
     stop rule ended it where (offsets into the message, which may start with `offset` older
-    characters when the reply was continued)."""
+    characters when the reply was continued; a hit in the thinking has `in_thinking` and
+    offsets into the saved reasoning)."""
     hit = g.rule_hit
+    stop_rule = None
+    if hit:
+        base = reasoning_offset if hit.in_thinking else offset
+        stop_rule = {"describe": hit.describe(), "start": base + hit.start, "end": base + hit.end,
+                     "in_thinking": hit.in_thinking}
     return {**metrics_dict(m), "error_kind": g.error.kind if g.error else None,
-            "finish_reason": g.finish_reason,
-            "stop_rule": {"describe": hit.describe(), "start": offset + hit.start,
-                          "end": offset + hit.end} if hit else None}
+            "finish_reason": g.finish_reason, "stop_rule": stop_rule}
 
 
 def start_reply(runner: Runner, store, conversation_id: str, request: GenerationRequest,
@@ -224,14 +251,17 @@ def start_reply(runner: Runner, store, conversation_id: str, request: Generation
                 continue_message: dict | None = None) -> ActiveReply:
     """Start a generation and the assistant message it fills: a new one (appended to the
     branch, or under `parent_id` as a new version), or `continue_message` carried on."""
+    reasoning_prefix = ""
     if continue_message is not None:
         message_id, prefix = continue_message["id"], continue_message["content"]
+        reasoning_prefix = continue_message.get("reasoning") or ""
         store.update_message(message_id, state="streaming")
     else:
         message_id, prefix = store.add_message(conversation_id, "assistant", "", state="streaming",
                                                parent_id=parent_id), ""
     generation = runner.start(request, endpoint)
-    reply = ActiveReply(generation, conversation_id, message_id, prefix)
+    reply = ActiveReply(generation, conversation_id, message_id, prefix,
+                        reasoning_prefix=reasoning_prefix)
     generation.add_done_callback(lambda _g: _savers.submit(save_generation, store, reply))
     flusher.watch(store, reply)
     return reply

@@ -27,7 +27,7 @@ from . import errors
 from .config import LOCAL
 from .generation import (DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation,
                          GenerationRequest)
-from .reasoning import ThinkSplitter, delta_reasoning, message_reasoning, split_whole
+from .reasoning import ThinkSplitter, delta_reasoning, message_reasoning
 from .text import clean_text
 from .wire import CountingTransport, current_listener
 
@@ -163,7 +163,7 @@ class Runner:
                     endpoint = generation.endpoint = await asyncio.to_thread(endpoint_source)
                 await self._send(generation, endpoint)
         except asyncio.CancelledError:
-            _release_held(generation)
+            release_held(generation)
             generation._finish(STOPPED)
             return  # swallow: a stop is an outcome, not an error
         except Exception as exc:  # every failure becomes a value on the generation
@@ -171,7 +171,7 @@ class Runner:
                                     errors.StreamStalled, errors.StreamEndedEarly,
                                     errors.EmptyReply, errors.MalformedChunk)):
                 log.info("generation %s failed: %s", generation.id, type(exc).__name__)
-            _release_held(generation)
+            release_held(generation)
             base_url = endpoint.base_url if endpoint else ""
             model = endpoint.model if endpoint else ""
             secrets = (endpoint.api_key,) if endpoint else ()
@@ -240,7 +240,7 @@ class Runner:
         finally:
             if timer is not None:
                 timer.cancel()
-        _release_held(generation)
+        release_held(generation)
         if rules is not None and generation.rule_hit is None:
             # A match at the very end (`foo$`) can only be sure once the text is complete.
             self._rule_fired(generation, time.perf_counter(), final=True)
@@ -296,14 +296,7 @@ class Runner:
             generation.timings = timings
         if chunk.model and generation.model_reported is None:
             generation.model_reported = chunk.model
-        splitter = _splitter(generation)
-        if reasoning_text:
-            splitter.fields_seen()
-        split = splitter.feed(clean_text(delta_text))
-        if split.retract:
-            generation._retract_answer()
-        generation._record_chunk(t, split.answer, clean_text(reasoning_text) + split.reasoning,
-                                 token=bool(delta_text or reasoning_text))
+        absorb_text(generation, t, delta_text, reasoning_text)
 
     async def _whole(self, generation: Generation, client: openai.AsyncOpenAI,
                      endpoint: Endpoint) -> None:
@@ -329,24 +322,32 @@ class Runner:
         if text and not isinstance(text, str):
             raise errors.MalformedChunk("message.content is not text")
         try:
-            field = clean_text(message_reasoning(message)) if message else ""
+            field = message_reasoning(message) if message else ""
         except TypeError:
             raise errors.MalformedChunk("message reasoning is not text") from None
-        split = split_whole(clean_text(text))
-        generation._record_chunk(t, split.answer, field + split.reasoning)
+        absorb_text(generation, t, text, field)
+        release_held(generation)
         if not generation.text and not generation.reasoning:
             raise errors.EmptyReply()
 
 
-def _splitter(generation: Generation) -> ThinkSplitter:
-    """The generation's inline-<think> splitter (one per streamed reply)."""
+def absorb_text(generation: Generation, t: float, content: str, reasoning: str = "") -> None:
+    """Record one chunk's text received at `t`: `content` as the server sent it (inline
+    `<think>…</think>` is split out of it) and `reasoning` from a reasoning field. Both are
+    cleaned (clean_text). When the reply ends, call `release_held` for a held partial tag."""
     splitter = getattr(generation, "_think", None)
     if splitter is None:
         splitter = generation._think = ThinkSplitter()
-    return splitter
+    if reasoning:
+        splitter.fields_seen()
+    split = splitter.feed(clean_text(content))
+    if split.retract and generation.text:
+        generation._retract_answer()
+    generation._record_chunk(t, split.answer, clean_text(reasoning) + split.reasoning,
+                             token=bool(content or reasoning))
 
 
-def _release_held(generation: Generation) -> None:
+def release_held(generation: Generation) -> None:
     """The reply is over (done, stopped or failed): text held back as a possible partial tag
     is released as what it is."""
     splitter = getattr(generation, "_think", None)

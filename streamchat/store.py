@@ -40,7 +40,7 @@ RUN_COLUMNS = (
     "created_at", "source", "conversation_id", "message_id", "provider", "base_url", "model",
     "mode", "state", "ttft_s", "ttfb_s", "e2e_s", "decode_tps", "tpot_s", "itl_p50_s",
     "itl_p95_s", "output_tokens", "output_tokens_source", "bytes", "chunks", "error_kind",
-    "error", "extra_json", "owner",
+    "error", "extra_json", "owner", "time_to_answer_s", "thinking_s", "reasoning_tokens",
 )
 
 
@@ -176,8 +176,24 @@ def _m005_run_owner(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS runs_owner ON runs(owner, id)")
 
 
+def _m006_reasoning(conn: sqlite3.Connection) -> None:
+    # Reasoning models: a reply's thinking is kept with the message (shown, exported, never sent
+    # back to the model), and runs get time to answer, thinking time and thinking tokens.
+    # Older runs keep NULL there: they were measured without telling thinking apart.
+    # (Idempotent, like 005: a database rewound to an older user_version keeps its columns.)
+    def columns(table: str) -> set[str]:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if "reasoning" not in columns("messages"):
+        conn.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
+    have = columns("runs")
+    for column, kind in (("time_to_answer_s", "REAL"), ("thinking_s", "REAL"),
+                         ("reasoning_tokens", "INTEGER")):
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+
 MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree,
-              _m004_repair_short_key_redaction, _m005_run_owner]
+              _m004_repair_short_key_redaction, _m005_run_owner, _m006_reasoning]
 
 APPEND = object()   # add_message: make the new message a child of the conversation's current leaf
 
@@ -426,9 +442,10 @@ class Store:
     # ---- messages ----
     def add_message(self, conversation_id: str, role: str, content: str, *, state: str = "done",
                     error: str | None = None, summary: str | None = None, metrics: Any = None,
-                    parent_id: Any = APPEND) -> str:
+                    parent_id: Any = APPEND, reasoning: str | None = None) -> str:
         """Add a message and make it the conversation's current leaf. By default it continues the
-        current branch; an explicit `parent_id` starts a sibling branch (regenerate, edit)."""
+        current branch; an explicit `parent_id` starts a sibling branch (regenerate, edit).
+        `reasoning`: an assistant reply's thinking (kept and shown, never sent to the model)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         if state not in MESSAGE_STATES:
@@ -452,9 +469,10 @@ class Store:
                                (conversation_id,)).fetchone()[0]
             conn.execute(
                 "INSERT INTO messages (id, conversation_id, parent_id, role, content, state, error,"
-                " summary, metrics_json, created_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " summary, metrics_json, created_at, seq, reasoning)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (mid, conversation_id, parent_id, role, content, state, _clean(error), _clean(summary),
-                 _to_json(metrics), now, seq))
+                 _to_json(metrics), now, seq, _clean(reasoning) or None))
             title = conv["title"]
             if role == "user" and title == DEFAULT_TITLE and title_from(content):
                 title = title_from(content)
@@ -463,12 +481,14 @@ class Store:
         return mid
 
     def update_message(self, message_id: str, *, content: str | None = None, state: str | None = None,
-                       error: str | None = None, summary: str | None = None, metrics: Any = None) -> None:
+                       error: str | None = None, summary: str | None = None, metrics: Any = None,
+                       reasoning: str | None = None) -> None:
         """Set the given fields; None leaves a field as it is."""
         if state is not None and state not in MESSAGE_STATES:
             raise ValueError(f"state must be one of {MESSAGE_STATES}, not {state!r}")
         changes = {"content": _clean(content), "state": state, "error": _clean(error),
-                   "summary": _clean(summary), "metrics_json": _to_json(metrics)}
+                   "summary": _clean(summary), "metrics_json": _to_json(metrics),
+                   "reasoning": _clean(reasoning)}
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return
@@ -525,12 +545,16 @@ class Store:
 
 def run_fields_from_generation(generation: Generation, *, source: str, conversation_id: str | None = None,
                                message_id: str | None = None, local_token_count: int | None = None,
-                               local_token_source: str = metrics_mod.ESTIMATED) -> dict:
+                               local_token_source: str = metrics_mod.ESTIMATED,
+                               local_reasoning_count: int | None = None,
+                               local_reasoning_source: str = metrics_mod.ESTIMATED) -> dict:
     """The runs row for a finished generation (for Store.record_run)."""
     g = generation
-    m = (metrics_mod.final_metrics(g) if local_token_count is None else
-         metrics_mod.compute(g, local_token_count=local_token_count,
-                             local_token_source=local_token_source))
+    m = (metrics_mod.final_metrics(g) if local_token_count is None and local_reasoning_count is None
+         else metrics_mod.compute(g, local_token_count=local_token_count,
+                                  local_token_source=local_token_source,
+                                  local_reasoning_count=local_reasoning_count,
+                                  local_reasoning_source=local_reasoning_source))
     endpoint = g.endpoint
     fields = {
         "source": source,
@@ -542,6 +566,9 @@ def run_fields_from_generation(generation: Generation, *, source: str, conversat
         "mode": "stream" if g.request.stream else "non-stream",
         "state": g.state,
         "ttft_s": m.ttft.value,
+        "time_to_answer_s": m.time_to_answer.value,
+        "thinking_s": m.thinking_s.value,
+        "reasoning_tokens": m.reasoning_tokens.value,
         "ttfb_s": m.ttfb.value,
         "e2e_s": m.e2e.value,
         "decode_tps": m.decode_tps.value,
@@ -556,6 +583,8 @@ def run_fields_from_generation(generation: Generation, *, source: str, conversat
         "error": g.error.message if g.error else None,
         "extra_json": _to_json({
             "itl_max_s": m.itl_max.value,
+            "reasoning_tokens_source": (m.reasoning_tokens.source
+                                        if m.reasoning_tokens.value is not None else None),
             "finish_reason": g.finish_reason,
             "model_reported": g.model_reported,
             "usage": g.usage,

@@ -35,7 +35,10 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 CHAT_PATH = "/v1/chat/completions"
-_STR_FIELDS = {"token_text", "text", "finish_reason"}
+_STR_FIELDS = {"token_text", "text", "finish_reason", "reasoning_text", "reasoning_token_text",
+               "reasoning_form", "think_lead"}
+REASONING_FORMS = ("reasoning_content", "reasoning", "think_tags", "think_close_only")
+OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 _ERRORS = {400: ("invalid_request_error", "invalid_request"), 401: ("authentication_error", "invalid_api_key"),
            403: ("permission_error", "forbidden"), 404: ("not_found_error", "model_not_found"),
            429: ("rate_limit_error", "rate_limit_exceeded")}
@@ -58,12 +61,80 @@ class Script:
     error_body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)   # extra response headers
     retry_after: float | None = None  # shortcut for a Retry-After header
-    drop_after: int | None = None     # close the socket after N content tokens (no [DONE])
+    drop_after: int | None = None     # close the socket after N tokens (no [DONE]); N counts
     stall_after: int | None = None    # go silent after N tokens until disconnect / stall_timeout
+    #                                   thinking tokens too, for these three
     stall_timeout: float = 60.0
     malformed_after: int | None = None  # send `data: {not json` after N tokens
     empty: bool = False               # a well-formed reply with no content
     hang_before_headers: float = 0.0  # read the request, then say nothing for this long
+    # Reasoning ("thinking") before the answer, paced like answer tokens (same rate; ttft is the
+    # first token of any kind, so the first answer token goes out at ttft + reasoning/rate).
+    reasoning_tokens: int = 0
+    reasoning_text: str | None = None       # these whitespace-preserving words instead
+    reasoning_token_text: str = "think{i} "
+    # reasoning_content | reasoning: a delta / message field; think_tags: inline
+    # <think>…</think> in the content; think_close_only: inline, only </think> (the template
+    # put <think> in the prompt).
+    reasoning_form: str = "reasoning_content"
+    # Inline forms: split each tag across a chunk boundary after this many characters (None:
+    # <think> goes with the first thinking token, </think> with the first answer token). The
+    # opening tag's head is an extra chunk sent at the first token's time; </think>'s head ends
+    # the last thinking chunk and its rest starts the first answer chunk.
+    think_split_at: int | None = None
+    think_lead: str = ""                    # inline forms: content before <think> (e.g. "\n")
+    usage_reasoning: bool = False           # usage.completion_tokens_details.reasoning_tokens
+
+    def reasoning_list(self) -> list[str]:
+        if self.reasoning_text is not None:
+            return re.findall(r"\S+\s*|\s+", self.reasoning_text)
+        return [self.reasoning_token_text.replace("{i}", str(i)) for i in range(self.reasoning_tokens)]
+
+    def events(self) -> list[tuple[int, str, dict]]:
+        """The streamed token chunks, in order: (token index, kind, delta). Chunk i of the
+        schedule goes out at ttft + index / rate (chunks that share an index go out together);
+        kind is "reasoning" or "answer" (inline forms carry both in `content`)."""
+        thinking, answer = self.reasoning_list(), self.token_list()
+        form = self.reasoning_form
+        if form not in REASONING_FORMS:
+            raise ValueError(f"reasoning_form must be one of {REASONING_FORMS}, not {form!r}")
+        n = len(thinking)
+        if not thinking or form in ("reasoning_content", "reasoning"):
+            return ([(i, "reasoning", {form: tok}) for i, tok in enumerate(thinking)]
+                    + [(n + i, "answer", {"content": tok}) for i, tok in enumerate(answer)])
+        out: list[tuple[int, str, dict]] = []
+        if self.think_lead:
+            out.append((0, "reasoning", {"content": self.think_lead}))
+        k = self.think_split_at
+        texts = list(thinking)
+        if form == "think_tags":
+            # Split at j: "<think>"[:j] is a chunk of its own, the rest starts the first thinking
+            # token's chunk (j = 0 or None: the tag and the first token in one chunk).
+            j = min(k or 0, len(OPEN_TAG))
+            if j:
+                out.append((0, "reasoning", {"content": OPEN_TAG[:j]}))
+            texts[0] = OPEN_TAG[j:] + texts[0]
+        # "</think>"[:j] ends the last thinking chunk, the rest starts the first answer chunk.
+        j = 0 if k is None else min(k, len(CLOSE_TAG))
+        texts[-1] += CLOSE_TAG[:j]
+        out += [(i, "reasoning", {"content": tok}) for i, tok in enumerate(texts)]
+        answers = list(answer)
+        if answers:
+            answers[0] = CLOSE_TAG[j:] + answers[0]
+        elif CLOSE_TAG[j:]:
+            out.append((n - 1, "reasoning", {"content": CLOSE_TAG[j:]}))
+        out += [(n + i, "answer", {"content": tok}) for i, tok in enumerate(answers)]
+        return out
+
+    def message_fields(self) -> dict:
+        """The non-streamed message: content and, for the field forms, the reasoning field."""
+        thinking, answer = "".join(self.reasoning_list()), "".join(self.token_list())
+        if not thinking:
+            return {"content": answer}
+        if self.reasoning_form in ("reasoning_content", "reasoning"):
+            return {"content": answer, self.reasoning_form: thinking}
+        opening = self.think_lead + OPEN_TAG if self.reasoning_form == "think_tags" else ""
+        return {"content": opening + thinking + CLOSE_TAG + answer}
 
     def token_list(self) -> list[str]:
         if self.empty:
@@ -147,9 +218,11 @@ class RequestRecord:
     stream: bool
     t_received: float                  # request fully read
     t_headers_sent: float | None = None
-    t_first_content_sent: float | None = None
+    t_first_content_sent: float | None = None   # first token chunk of any kind (thinking too)
     t_last_content_sent: float | None = None
-    tokens_sent: int = 0
+    t_first_answer_sent: float | None = None    # first answer token chunk
+    tokens_sent: int = 0                        # token chunks sent, thinking and answer
+    reasoning_sent: int = 0                     # of those, thinking chunks
     bytes_sent: int = 0                # everything written for this response, HTTP framing included
     t_disconnected: float | None = None  # client closed before the response finished
     t_end: float | None = None         # the server is done with the request, however it ended
@@ -251,10 +324,13 @@ class _Reply:
         self.writer.close()
 
 
-def _usage(body: dict, n: int) -> dict:
+def _usage(body: dict, n: int, reasoning: int | None = None) -> dict:
     messages = body.get("messages") or []
     prompt = sum(len(str(m.get("content", "")).split()) + 3 for m in messages if isinstance(m, dict))
-    return {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n}
+    usage = {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n}
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 def _timings(s: Script, prompt_n: int, n: int) -> dict:
@@ -487,8 +563,9 @@ class ScriptedServer:
             rec.completed, rec.outcome = True, "error"
             return True
         tokens = s.token_list()
+        n_thinking = len(s.reasoning_list())
         period = 1.0 / s.rate if s.rate > 0 else 0.0
-        usage = _usage(body, len(tokens))
+        usage = _usage(body, n_thinking + len(tokens), n_thinking if s.usage_reasoning else None)
         model = body.get("model") or "scripted"
         ident, created = f"chatcmpl-scripted-{rec.id}", int(time.time())
 
@@ -498,7 +575,7 @@ class ScriptedServer:
             return False
 
         if not rec.stream:
-            await _sleep_until(base + s.ttft + len(tokens) * period)
+            await _sleep_until(base + s.ttft + (n_thinking + len(tokens)) * period)
             if s.drop_after is not None:
                 return stop_early("dropped")
             if s.stall_after is not None:
@@ -506,13 +583,14 @@ class ScriptedServer:
                 return stop_early("stalled")
             payload: Any = {"id": ident, "object": "chat.completion", "created": created, "model": model,
                             "choices": [{"index": 0, "finish_reason": s.finish_reason,
-                                         "message": {"role": "assistant", "content": "".join(tokens)}}],
+                                         "message": {"role": "assistant", **s.message_fields()}}],
                             "usage": usage}
             if s.timings:
-                payload["timings"] = _timings(s, usage["prompt_tokens"], len(tokens))
+                payload["timings"] = _timings(s, usage["prompt_tokens"], n_thinking + len(tokens))
             await r.full(200, b"{not json" if s.malformed_after is not None else payload, s.response_headers())
-            rec.tokens_sent = len(tokens)
+            rec.tokens_sent, rec.reasoning_sent = n_thinking + len(tokens), n_thinking
             rec.t_first_content_sent = rec.t_last_content_sent = time.perf_counter()
+            rec.t_first_answer_sent = rec.t_first_content_sent if tokens else None
             rec.completed, rec.outcome = True, "completed"
             return True
 
@@ -526,27 +604,35 @@ class ScriptedServer:
                            "Transfer-Encoding": "chunked", **s.response_headers()})
         await r.event(chunk({"role": "assistant", "content": ""}))
         t_first = base + s.ttft
-        for i in range(len(tokens) + 1):
-            if s.malformed_after == i:
-                await r.chunk(b"data: {not json\n\n")
-            if s.drop_after == i:
-                return stop_early("dropped")
-            if s.stall_after == i:
-                await asyncio.sleep(s.stall_timeout)
-                return stop_early("stalled")
-            if i == len(tokens):
+        # drop_after / stall_after / malformed_after count tokens of any kind (thinking first).
+        events = s.events()
+        total = n_thinking + len(tokens)
+        for e in range(len(events) + 1):
+            i, kind, delta = events[e] if e < len(events) else (total, "answer", {})
+            if e == 0 or events[e - 1][0] != i:   # the first chunk of token i
+                if s.malformed_after == i:
+                    await r.chunk(b"data: {not json\n\n")
+                if s.drop_after == i:
+                    return stop_early("dropped")
+                if s.stall_after == i:
+                    await asyncio.sleep(s.stall_timeout)
+                    return stop_early("stalled")
+            if e == len(events):
                 break
             await _sleep_until(t_first + i * period)
-            await r.event(chunk({"content": tokens[i]}))
+            await r.event(chunk(delta))
             rec.tokens_sent += 1
+            rec.reasoning_sent += kind == "reasoning"
             rec.t_last_content_sent = time.perf_counter()
             rec.t_first_content_sent = rec.t_first_content_sent or rec.t_last_content_sent
+            if kind == "answer" and rec.t_first_answer_sent is None:
+                rec.t_first_answer_sent = rec.t_last_content_sent
         final = [chunk({}, s.finish_reason)]
         if s.send_usage and (body.get("stream_options") or {}).get("include_usage"):
             final.append({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
                           "choices": [], "usage": usage})
         if s.timings:
-            final[-1]["timings"] = _timings(s, usage["prompt_tokens"], len(tokens))
+            final[-1]["timings"] = _timings(s, usage["prompt_tokens"], n_thinking + len(tokens))
         for obj in final:
             await r.event(obj)
         await r.chunk(b"data: [DONE]\n\n")

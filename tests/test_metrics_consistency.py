@@ -141,8 +141,8 @@ def test_final_figures_count_tokens_locally_when_the_server_sent_no_usage():
 
 def test_final_figures_are_computed_once_also_from_two_threads(monkeypatch):
     g = finished(DROPPED, state=FAILED)
-    calls, real = [], metrics.local_token_count
-    monkeypatch.setattr(metrics, "local_token_count", lambda g: calls.append(1) or real(g))
+    calls, real = [], metrics.local_token_counts   # answer and thinking, counted together
+    monkeypatch.setattr(metrics, "local_token_counts", lambda g: calls.append(1) or real(g))
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(metrics.final_metrics(g)))
                for _ in range(8)]
