@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from streamchat.generation import DONE, FAILED, Endpoint, GenerationRequest, Timeouts
+from streamchat.text import clean_text
 
 USER = ({"role": "user", "content": "hi"},)
 TIMEOUTS = Timeouts(connect=5.0, first_token=15.0, idle=15.0)
@@ -214,7 +215,8 @@ def streams(draw) -> Stream:
         for choice in payload.get("choices", []):
             if choice.get("index", 0) != 0:
                 continue
-            s.text += (choice.get("delta") or {}).get("content") or ""
+            # as the runner keeps it: NULs dropped, lone surrogates replaced (clean_text)
+            s.text += clean_text((choice.get("delta") or {}).get("content") or "")
             if choice.get("finish_reason"):
                 s.finished = True
     if draw(st.booleans()):   # the usual ending: finish_reason, then the usage-only chunk
