@@ -138,6 +138,8 @@ class MetricsPanel:
         if g.is_finished:
             parts.append(f"max {_fmt_s(m.itl_max.value)}")
             parts.append(f"TTFB {_fmt_s(m.ttfb.value)}")
+            if m.setup.value is not None:
+                parts.append(f"client set-up {_fmt_s(m.setup.value)} (not in TTFT)")
             parts.append(f"{m.bytes.value / 1024:.1f} KB · {m.chunks} chunks")
             if m.server_decode_tps.value:
                 prefill = m.server_prompt_ms.value

@@ -73,6 +73,11 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
         st.html(CHAT_ONLY_CSS)
     # Hidden by CSS, not skipped, in presenter view: widgets that are not rendered lose their state.
     options = settings_form(settings, st.sidebar.container(key="sidebar-settings"))
+    if options.endpoint is not None:   # set up the client (and the embedded model) before Enter
+        endpoint = options.endpoint
+        shared_runner().warm(endpoint, connect_timeout=options.timeouts.connect,
+                             key=endpoint if not callable(endpoint) else
+                             (options.provider, options.model_label))
     conversations = ConversationList(store, st.sidebar.container(key="sidebar-conversations"))
     remember_identity(st.sidebar)
     ctx = PageContext(settings, store, shared_runner(), options, metrics_slot, presenter,

@@ -119,7 +119,8 @@ class Generation:
         self.reasoning_times: list[float] = []  # … of each chunk that carried reasoning
         self.token_times: list[float] = []  # … of each chunk that carried a token of any kind
         self.t_created = time.perf_counter()
-        self.t_sent: float | None = None          # request about to be written to the socket
+        self.t_request_start: float | None = None  # the runner asked the SDK to send it
+        self.t_sent: float | None = None          # request written to the connection (wire.py)
         self.t_headers: float | None = None       # response headers received (time to first byte)
         self.t_first_token: float | None = None   # first token of any kind (reasoning or answer)
         self.t_last_token: float | None = None

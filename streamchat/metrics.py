@@ -57,6 +57,8 @@ HELP = {
     "e2e": "End-to-end: request sent → last token of any kind (non-stream: → body received).",
     "output_tokens": "Output tokens: server usage when given, else counted locally. Thinking "
                      "tokens are output tokens (as vLLM and AIPerf count them).",
+    "setup": "Client set-up: the runner asking for the request → the request written to the "
+             "connection (building it, connecting). Not part of TTFT.",
     "bytes": "Bytes received on the wire for this reply (headers + body, before decompression).",
 }
 
@@ -92,6 +94,9 @@ class Metrics:
     time_to_answer: Value = Value(None, MEASURED)   # request sent → first answer token
     thinking_s: Value = Value(None, MEASURED)       # first → last reasoning token (live: → now)
     reasoning_tokens: Value = Value(None, MEASURED)  # thinking tokens (part of output_tokens)
+    # The client's own time before the request reached the connection (building it, connecting):
+    # shown on its own so TTFT is the server's and the network's.
+    setup: Value = Value(None, MEASURED)
 
     @property
     def has_reasoning(self) -> bool:
@@ -240,6 +245,8 @@ def compute(generation: Generation, now: float | None = None, local_token_count:
         time_to_answer=since_sent(g.t_first_content),
         thinking_s=Value(thinking_seconds(g, now), MEASURED),
         reasoning_tokens=reasoning_tokens(g, local_reasoning_count, local_reasoning_source),
+        setup=Value(g.t_sent - g.t_request_start
+                    if g.t_sent is not None and g.t_request_start is not None else None, MEASURED),
     )
 
 

@@ -42,6 +42,11 @@ class _GenerationWire:
     def __init__(self, generation: Generation):
         self._generation = generation
 
+    def on_request_written(self, t: float) -> None:
+        # "Request sent" is when it reaches the connection: connecting and the SDK's own work
+        # before that are set-up (shown on their own), not part of TTFT.
+        self._generation.t_sent = t
+
     def on_headers(self, t: float, header_bytes: int) -> None:
         if self._generation.t_headers is None:
             self._generation.t_headers = t
@@ -49,6 +54,15 @@ class _GenerationWire:
 
     def on_bytes(self, n: int) -> None:
         self._generation.bytes_received += n
+
+
+class _Timer:
+    """A loop timer that may re-arm itself; cancel() stops whichever handle is current."""
+    handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 def _as_dict(value: Any) -> dict | None:
@@ -77,6 +91,7 @@ class Runner:
         self._thread.start()
         self._clients: dict[tuple, openai.AsyncOpenAI] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._warmed: set[object] = set()
         self._closed = False
 
     # ---- public, any thread -------------------------------------------------------------
@@ -90,6 +105,24 @@ class Runner:
         if generation.t_stop_requested is not None:  # stopped before the callback was wired
             generation._stop_callback()
         return generation
+
+    def warm(self, endpoint: EndpointSource, key: object, connect_timeout: float = 10.0) -> None:
+        """Build `endpoint`'s client and open a connection to it now (once per `key` and
+        process), so the first request of a session does not pay the SDK's lazy set-up and the
+        connect inside its TTFT. Fire and forget: a failure here is the request's to report."""
+        if key in self._warmed:
+            return
+        self._warmed.add(key)
+        asyncio.run_coroutine_threadsafe(self._warm(endpoint, connect_timeout), self._loop)
+
+    async def _warm(self, endpoint_source: EndpointSource, connect_timeout: float) -> None:
+        try:
+            endpoint = endpoint_source if isinstance(endpoint_source, Endpoint) \
+                else await asyncio.to_thread(endpoint_source)
+            client = self._client(endpoint, connect_timeout)
+            await asyncio.wait_for(client.models.list(), timeout=10)
+        except Exception as exc:
+            log.debug("warming the client failed: %s", type(exc).__name__)
 
     @property
     def active_count(self) -> int:
@@ -218,7 +251,7 @@ class Runner:
         timer = self._time_rule_timer(generation, loop) if rules is not None else None
         try:
             async with asyncio.timeout(timeouts.first_token) as deadline:
-                generation.t_sent = time.perf_counter()
+                generation.t_sent = generation.t_request_start = time.perf_counter()
                 generation.state = WAITING_FIRST_TOKEN
                 stream = await client.chat.completions.create(
                     **kwargs, stream=True, stream_options={"include_usage": True})
@@ -262,17 +295,28 @@ class Runner:
             generation.rule_hit = hit
         return hit is not None
 
-    def _time_rule_timer(self, generation: Generation, loop) -> asyncio.TimerHandle | None:
+    def _time_rule_timer(self, generation: Generation, loop) -> _Timer | None:
         """A max-time rule must fire even when no chunk arrives (a long prefill, a stall)."""
         limits = [r.value for r in generation.request.stop_rules if r.kind == "max_time"]
         if not limits:
             return None
         task = asyncio.current_task()
+        timer = _Timer()
 
         def fire() -> None:
-            if not generation.is_finished and self._rule_fired(generation, time.perf_counter()):
+            if generation.is_finished:
+                return
+            now = time.perf_counter()
+            if self._rule_fired(generation, now):
                 task.cancel()   # the same path as Stop: the connection is closed at once
-        return loop.call_later(min(limits) + 0.001, fire)
+                return
+            # "Request sent" is stamped when the request reaches the connection, after this
+            # timer was set: wait for the rest of the limit from there.
+            remaining = min(limits) - (now - (generation.t_sent or now))
+            if remaining > 0:
+                timer.handle = loop.call_later(remaining + 0.001, fire)
+        timer.handle = loop.call_later(min(limits) + 0.001, fire)
+        return timer
 
     def _absorb_chunk(self, generation: Generation, chunk: Any, t: float) -> None:
         delta_text = ""
@@ -304,7 +348,7 @@ class Runner:
         kwargs = self._request_kwargs(generation, endpoint)
         try:
             async with asyncio.timeout(timeouts.whole_reply):
-                generation.t_sent = time.perf_counter()
+                generation.t_sent = generation.t_request_start = time.perf_counter()
                 generation.state = WAITING_FIRST_TOKEN
                 completion = await client.chat.completions.create(**kwargs, stream=False)
         except TimeoutError:
