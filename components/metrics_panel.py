@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 from streamchat import metrics
-from streamchat.generation import (FAILED, PENDING, STOPPED, STREAMING, WAITING_FIRST_TOKEN,
-                                   Generation)
+from streamchat.generation import (FAILED, PENDING, STOPPED, STREAMING, THINKING,
+                                   WAITING_FIRST_TOKEN, Generation)
 
 SOURCE_TEXT = {   # short: every live update of a metric re-sends its help text
     metrics.MEASURED: "Source: measured by this client.",
@@ -41,6 +41,8 @@ def _state_text(g: Generation, m: metrics.Metrics) -> str:
         return "⏹ stopped"
     if g.state == FAILED:
         return f"⚠️ error: {g.error.kind if g.error else 'unknown'}"
+    if g.state == THINKING:   # no timer here: the thinking block in the chat has the clock
+        return "💭 thinking…"
     return f"▶ {g.status_label}" if not g.is_finished else "✓ done"
 
 
@@ -53,8 +55,9 @@ def status_text(g: Generation, m: metrics.Metrics) -> str:
 
 
 def tokens_over_time(g: Generation, points: int = SPARK_POINTS) -> list[int]:
-    """Cumulative content chunks at evenly spaced times since the request was sent."""
-    times = list(g.content_times)
+    """Cumulative token chunks (thinking included) at evenly spaced times since the request was
+    sent."""
+    times = list(g.token_times)
     if not times or g.t_sent is None:
         return []
     end = times[-1]
@@ -91,7 +94,8 @@ class MetricsPanel:
         Throttled only while text streams: before that, nothing else uses the websocket and
         the timers tick every frame."""
         now = time.perf_counter()
-        if g.state == self._updated_state == STREAMING and now - self._updated_at < PANEL_EVERY_S:
+        if g.state == self._updated_state and g.state in (STREAMING, THINKING) \
+                and now - self._updated_at < PANEL_EVERY_S:
             return
         self._updated_at, self._updated_state = now, g.state
         m = m or metrics.current(g)
@@ -109,9 +113,13 @@ class MetricsPanel:
 
         spark = tokens_over_time(g)
         tokens = metrics.shown(m.output_tokens, f"{m.output_tokens.value}")
-        self._put("output_tokens", (tokens, spark), lambda: self._slots["output_tokens"].metric(
-            "Output tokens", tokens, help=_help("output_tokens", m.output_tokens),
-            chart_data=spark or None, chart_type="area"))
+        thinking = (metrics.shown(m.reasoning_tokens, f"{m.reasoning_tokens.value}") + " thinking"
+                    if m.reasoning_tokens.value else None)   # the reasoning share
+        self._put("output_tokens", (tokens, thinking, spark),
+                  lambda: self._slots["output_tokens"].metric(
+                      "Output tokens", tokens, delta=thinking, delta_color="off",
+                      delta_arrow="off", help=_help("output_tokens", m.output_tokens),
+                      chart_data=spark or None, chart_type="area"))
 
         if g.is_finished:
             e2e = _fmt_s(m.e2e.value)
@@ -134,7 +142,11 @@ class MetricsPanel:
 
     @staticmethod
     def _details_text(g: Generation, m: metrics.Metrics) -> str:
-        parts = [f"ITL p50 {_fmt_s(m.itl_p50.value)} · p95 {_fmt_s(m.itl_p95.value)}"]
+        parts = []
+        if m.has_reasoning:   # thinking models: when the answer began, how long it thought
+            parts.append(f"time to answer {_fmt_s(m.time_to_answer.value)}")
+            parts.append(f"thought {_fmt_s(m.thinking_s.value)}")
+        parts.append(f"ITL p50 {_fmt_s(m.itl_p50.value)} · p95 {_fmt_s(m.itl_p95.value)}")
         if g.is_finished:
             parts.append(f"max {_fmt_s(m.itl_max.value)}")
             parts.append(f"TTFB {_fmt_s(m.ttfb.value)}")
