@@ -129,20 +129,26 @@ def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
                "(the server stops too). " + ("" if stream else "**Needs Stream on.**"))
     phrases = st.text_area("Words or phrases (comma or newline separated)", key="rule_phrases",
                            height=68, max_chars=5000)
+    phrases_thinking = _watch_thinking("rule_phrases_thinking")
     pattern = st.text_input("Regular expression", key="rule_regex", max_chars=500,
                             help="Python syntax; ^ and $ match at line starts and ends.")
+    pattern_thinking = _watch_thinking("rule_regex_thinking")
     max_time = st.number_input("Max time (s, 0 = off)", 0.0, 3600.0, 0.0, 1.0, key="rule_max_time")
     max_tokens = st.number_input("Max tokens streamed (0 = off)", 0, 100_000, 0, 10,
                                  key="rule_max_tokens")
+    tokens_thinking = _watch_thinking("rule_max_tokens_thinking", "count thinking tokens too")
     hide = st.checkbox("Hide the matched part", key="rule_hide")
     builders = (
-        ("Words or phrases", lambda: stop_rules.parse_phrases(phrases or "")),
+        ("Words or phrases",
+         lambda: stop_rules.parse_phrases(phrases or "", watch_thinking=phrases_thinking)),
         ("Regular expression",
-         lambda: stop_rules.make_regex_rule(pattern) if (pattern or "").strip() else None),
+         lambda: (stop_rules.make_regex_rule(pattern, watch_thinking=pattern_thinking)
+                  if (pattern or "").strip() else None)),
         ("Max time",
          lambda: stop_rules.make_limit_rule(stop_rules.MAX_TIME, max_time) if max_time else None),
         ("Max tokens streamed",
-         lambda: (stop_rules.make_limit_rule(stop_rules.MAX_TOKENS, int(max_tokens))
+         lambda: (stop_rules.make_limit_rule(stop_rules.MAX_TOKENS, int(max_tokens),
+                                             watch_thinking=tokens_thinking)
                   if max_tokens else None)),
     )
     rules = []
@@ -157,6 +163,13 @@ def stop_rules_fields(stream: bool) -> tuple[tuple, bool]:
     if rules and stream:
         st.caption("Active: " + "; ".join(r.describe() for r in rules))
     return (tuple(rules) if stream else ()), bool(hide)
+
+
+def _watch_thinking(key: str, label: str = "watch the thinking too") -> bool:
+    """Rules look at the answer; for a thinking model this one may look at its thinking too."""
+    return bool(st.checkbox(label, key=key, help="For models that think before they answer: "
+                            "the rule also applies to the thinking, which stops the reply the same "
+                            "way."))
 
 
 def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource | None, str | None, str]:

@@ -184,7 +184,9 @@ def near_miss_text(g) -> str:
     if g.rules is None or g.t_sent is None or g.is_finished:
         return ""
     near = [n for n in g.rules.near_misses(g.text, elapsed=time.perf_counter() - g.t_sent,
-                                           tokens=g.content_chunk_count) if n.progress >= 0.5]
+                                           tokens=g.content_chunk_count, reasoning=g.reasoning,
+                                           thinking_tokens=g.reasoning_chunk_count)
+            if n.progress >= 0.5]
     return "🟠 " + " · ".join(n.describe() for n in near) if near else ""
 
 
