@@ -16,9 +16,12 @@ from streamchat import compare, export
 
 COLUMNS = {  # shown column -> label
     "created_at": "time", "source": "source", "provider": "provider", "model": "model",
-    "mode": "mode", "state": "state", "ttft_s": "TTFT (s)", "decode_tps": "decode tok/s",
-    "e2e_s": "E2E (s)", "output_tokens": "tokens", "bytes": "bytes", "error": "error",
+    "mode": "mode", "state": "state", "ttft_s": "TTFT (s)", "time_to_answer_s": "answer (s)",
+    "thinking_s": "thinking (s)", "decode_tps": "decode tok/s", "e2e_s": "E2E (s)",
+    "output_tokens": "tokens", "reasoning_tokens": "thinking tokens", "bytes": "bytes",
+    "error": "error",
 }
+THINKING_FILTER = {"with thinking": True, "without thinking": False}
 MODES = [compare.STREAM, compare.NON_STREAM]
 MODE_COLORS = alt.Scale(domain=MODES, range=[compare.SIDE_COLORS[m] for m in MODES])
 
@@ -71,12 +74,16 @@ zone, zone_name = viewer_zone()
 frame = pd.DataFrame(runs)
 frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601") \
     .dt.tz_convert(zone)
-left, middle, right = st.columns(3)
+left, middle, right, fourth = st.columns(4)
 models = left.multiselect("Model", sorted(frame["model"].dropna().unique()), key="runs_model")
 modes = middle.multiselect("Mode", sorted(frame["mode"].dropna().unique()), key="runs_mode")
 states = right.multiselect("State", sorted(frame["state"].dropna().unique()), key="runs_state")
+thinking = fourth.multiselect("Thinking", list(THINKING_FILTER), key="runs_thinking",
+                              help="Replies of models that think before they answer.")
+frame["has_thinking"] = frame["reasoning_tokens"].fillna(0) > 0
 shown = frame
-for column, chosen in (("model", models), ("mode", modes), ("state", states)):
+for column, chosen in (("model", models), ("mode", modes), ("state", states),
+                       ("has_thinking", [THINKING_FILTER[t] for t in thinking])):
     if chosen:
         shown = shown[shown[column].isin(chosen)]
 
@@ -89,7 +96,11 @@ selection = st.dataframe(
     on_select="rerun", selection_mode="single-row",
     column_config={"time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss",
                                                            help=f"Local time ({zone_name})"),
-                   "TTFT (s)": st.column_config.NumberColumn(format="%.3f"),
+                   "TTFT (s)": st.column_config.NumberColumn(
+                       format="%.3f", help="Request sent → first token of any kind"),
+                   "answer (s)": st.column_config.NumberColumn(
+                       format="%.3f", help="Time to answer: request sent → first answer token"),
+                   "thinking (s)": st.column_config.NumberColumn(format="%.3f"),
                    "E2E (s)": st.column_config.NumberColumn(format="%.2f"),
                    "decode tok/s": st.column_config.NumberColumn(format="%.1f")})
 rows = selection.selection.rows if selection else []

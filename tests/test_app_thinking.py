@@ -38,3 +38,18 @@ def test_a_rule_watching_the_thinking_stops_a_reply_while_it_thinks(app, server,
     reply = store.conversation_path(store.list_conversations()[0]["id"])[-1]
     assert reply["state"] == "stopped" and reply["content"] == ""
     assert "secret" in reply["reasoning"]
+
+
+def test_runs_page_has_the_thinking_figures_and_filter(server, open_page):
+    chat = open_page(server)
+    server.queue(Script(reasoning_tokens=6, tokens=4, rate=0, usage_reasoning=True))
+    chat.chat_input[0].set_value("think first").run()
+    server.queue(Script(tokens=4, rate=0))
+    chat.chat_input[0].set_value("no thinking").run()
+    runs = open_page(server, "runs")
+    assert not runs.exception
+    table = runs.dataframe[0].value
+    assert {"answer (s)", "thinking (s)", "thinking tokens"} <= set(table.columns)
+    assert sorted(table["thinking tokens"].fillna(0).tolist()) == [0, 6]
+    runs.multiselect(key="runs_thinking").select("with thinking").run()
+    assert runs.dataframe[0].value["thinking tokens"].tolist() == [6]
