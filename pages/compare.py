@@ -191,10 +191,13 @@ def timeline_chart(pair: compare.ComparePair) -> alt.LayerChart | None:
         g = pair.get(side)
         if g is None:
             continue
-        for t, chars in compare.visible_text_timeline(g):
-            rows.append({"mode": compare.SIDE_LABELS[side], "seconds": t, "characters visible": chars})
+        for kind in (compare.ANSWER, compare.THINKING):   # thinking models: a dotted line too
+            for t, chars in compare.visible_text_timeline(g, kind):
+                rows.append({"mode": compare.SIDE_LABELS[side], "text": kind, "seconds": t,
+                             "characters visible": chars})
         v = compare.generation_values(g)
-        for name, t in (("first text", v["first_text_s"]), ("E2E", v["e2e_s"])):
+        answer_mark = (("first answer", v["first_answer_s"]),) if v.get("has_reasoning") else ()
+        for name, t in (("first text", v["first_text_s"]), *answer_mark, ("E2E", v["e2e_s"])):
             if t is not None:
                 marks.append({"mode": compare.SIDE_LABELS[side], "seconds": t,
                               "mark": f"{compare.SIDE_LABELS[side]} {name}"})
@@ -208,7 +211,11 @@ def timeline_chart(pair: compare.ComparePair) -> alt.LayerChart | None:
     lines = alt.Chart(pd.DataFrame(rows)).mark_line(
         interpolate="step-after", strokeWidth=LINE_WIDTH, strokeCap="round").encode(
         x=alt.X("seconds:Q", title="seconds since request sent", axis=alt.Axis(**axis)),
-        y=alt.Y("characters visible:Q", axis=alt.Axis(**axis)), color=color)
+        y=alt.Y("characters visible:Q", axis=alt.Axis(**axis)), color=color,
+        strokeDash=alt.StrokeDash("text:N", scale=alt.Scale(
+            domain=[compare.ANSWER, compare.THINKING], range=[[1, 0], [2, 6]]),
+            legend=alt.Legend(title=None, orient="top", labelFontSize=14)
+            if any(r["text"] == compare.THINKING for r in rows) else None))
     rules = alt.Chart(pd.DataFrame(marks)).mark_rule(
         strokeWidth=2, strokeDash=[8, 5], opacity=0.9).encode(
         x="seconds:Q", color=color, tooltip=["mark:N", alt.Tooltip("seconds:Q", format=".3f")])

@@ -53,3 +53,15 @@ def test_runs_page_has_the_thinking_figures_and_filter(server, open_page):
     assert sorted(table["thinking tokens"].fillna(0).tolist()) == [0, 6]
     runs.multiselect(key="runs_thinking").select("with thinking").run()
     assert runs.dataframe[0].value["thinking tokens"].tolist() == [6]
+
+
+def test_compare_draws_the_thinking_beside_the_answer(server, open_page):
+    page = open_page(server, "compare")
+    server.set_script(Script(reasoning_tokens=6, tokens=8, rate=0, usage_reasoning=True))
+    page.button(key="cmp_run").click().run()
+    page.run()
+    assert not page.exception
+    assert any("thinking" in s.value for s in [*page.success, *page.warning]), \
+        [s.value for s in [*page.success, *page.warning]]
+    chart = page.get("vega_lite_chart")[0].proto.spec
+    assert '"thinking"' in chart and "strokeDash" in chart
