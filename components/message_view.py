@@ -12,7 +12,10 @@ from typing import Callable
 
 import streamlit as st
 
+from streamchat import metrics as metrics_mod
+from streamchat.markdown_safety import Piece, escape_markdown, message_pieces
 from streamchat.stop_rules import HIDDEN
+
 
 STATE_MARKS = {"stopped": "⏹ stopped", "failed": "⚠️ failed", "streaming": "… in progress elsewhere"}
 INTERRUPTED = "⚠️ interrupted (the app stopped before this reply finished)"
@@ -34,6 +37,7 @@ class MessageSlots:
 
     def __init__(self, role: str, body_key: str) -> None:
         with st.chat_message(role):
+            self.thinking = st.empty()      # a thinking model's thinking (thinking_view)
             self.body = st.container(key=body_key)
             self.live_status = st.empty()   # waiting timer and the stop-rule hint while streaming
             self.outcome = st.empty()       # error, one-line figures, why it ended
@@ -56,18 +60,39 @@ def rule_note(describe: str | None, hide_matches: bool) -> str | None:
     return re.sub(r'"[^"]*"|/.*/', HIDDEN, describe)
 
 
+def render_piece(target, piece: Piece) -> None:
+    """One piece of a message (see streamchat.markdown_safety) as one element in `target`."""
+    if piece.kind == "markdown":
+        target.markdown(piece.text, unsafe_allow_html=False)
+    elif piece.kind == "code":
+        target.code(piece.text, language=piece.language)
+    elif piece.kind == "plain":   # st.text: no parsing at all, and far cheaper for the browser than st.code
+        target.text(piece.text, width="stretch")
+    else:   # "note": why the next piece is shown as it is
+        target.caption(piece.text)
+
+
+def render_pieces(target, pieces: list[Piece]) -> None:
+    for piece in pieces:
+        render_piece(target, piece)
+
+
 def render_message(message: dict, *, interrupted: bool = False, hide_matches: bool = False,
-                   actions: Callable[[], None] | None = None) -> None:
-    """`actions` draws the message's controls (versions, edit, regenerate) in its actions slot."""
+                   actions: Callable[[], None] | None = None, allow_images: bool = False) -> None:
+    """`actions` draws the message's controls (versions, edit, regenerate) in its actions slot.
+    The text is rendered safely (streamchat.markdown_safety): remote images as links unless
+    `allow_images`, code blocks with st.code, blocks nested too deep or too long as plain text."""
     slots = MessageSlots(message["role"], f"msg-{message['id']}")
     with slots.body:
         # Two slots, like the live reply's finished blocks and growing tail.
         if message["content"]:
-            st.container().markdown(shown_content(message, hide_matches), unsafe_allow_html=False)
+            render_pieces(st.container(), message_pieces(shown_content(message, hide_matches),
+                                                         allow_images=allow_images))
         else:
             st.empty()
         st.empty()
     if message["role"] == "assistant":
+        render_saved_thinking(slots.thinking, message)
         metrics = message.get("metrics") or {}
         rule = metrics.get("stop_rule")
         with slots.outcome.container():
@@ -83,9 +108,10 @@ def render_message(message: dict, *, interrupted: bool = False, hide_matches: bo
 def render_outcome(state: str | None, error: str | None, summary: str | None, *,
                    interrupted: bool = False, note: str | None = None,
                    cut_off: bool = False) -> None:
-    """`note` says why the reply ended when a stop rule ended it."""
+    """`note` says why the reply ended when a stop rule ended it. The error is shown as plain
+    text: it may quote the server, and Markdown there could load an image or fake a link."""
     if error:
-        st.error(error, icon="⚠️")
+        st.error(escape_markdown(error), icon="⚠️")
     if interrupted:
         mark = INTERRUPTED
     elif note:
@@ -97,3 +123,37 @@ def render_outcome(state: str | None, error: str | None, summary: str | None, *,
     line = " · ".join(p for p in (summary, mark) if p)
     if line:
         st.caption(line)
+
+
+def folded_label(seconds: float | None, tokens: int | None, source: str | None = None,
+                 *, stopped: bool = False) -> str:
+    parts = [f"Thought for {metrics_mod.format_seconds(seconds)}" if seconds is not None
+             else "Thought"]
+    if tokens:
+        count = f"{tokens} tokens"
+        parts.append(metrics_mod.shown(metrics_mod.Value(tokens, source or metrics_mod.ESTIMATED), count)
+                     if source else count)
+    if stopped:
+        parts.append("stopped while thinking")
+    return "💭 " + " · ".join(parts)
+
+
+def render_folded(slot, text: str, label: str) -> None:
+    """A thinking model's thinking, folded under `label` (it can be opened), in `slot` (an
+    expander in place of what was there: a block of another kind inherits none of its elements)."""
+    with slot.expander(label, expanded=False, type="compact"):
+        render_pieces(st.container(), message_pieces(text))
+
+
+def render_saved_thinking(slot, message: dict) -> None:
+    """The thinking of a saved reply, folded; nothing (an empty slot) for a reply without."""
+    reasoning = message.get("reasoning") or ""
+    if not reasoning:
+        slot.empty()
+        return
+    saved = message.get("metrics") or {}
+    tokens = saved.get("reasoning_tokens") or {}
+    label = folded_label((saved.get("thinking_s") or {}).get("value"), tokens.get("value"),
+                         tokens.get("source"),
+                         stopped=message.get("state") == "stopped" and not message["content"])
+    render_folded(slot, reasoning, label)

@@ -8,6 +8,11 @@ writes bench-results/bench.json, and exits 0 whatever the outcome (it is a repor
 
     python -m tests.bench [--runs 3] [--stop-runs 3] [--only app|baseline] [--json PATH] [--no-load]
 
+Markdown that breaks the page (app only; the baseline freezes for minutes on both): a 1 MiB
+code-block reply streamed in 2 KB tokens (websocket bytes / text size, target <= 3) and a
+10,000-level nested message (longest main-thread block, target <= 200 ms, PerformanceObserver
+'longtask' in the page).
+
 Then runs the load and soak scenarios of tests/bench_load.py (20 sessions at once, 200 requests in a
 row), which add their figures under "load" in the same JSON file; --no-load skips them.
 """
@@ -27,7 +32,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.browser import (ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, click_stop,
+from tests.browser import (CHAT_INPUT, ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, click_stop,
                            forward_msg_breakdown, have_chromium, scripted_server_process, send_prompt, stop_button,
                            streamlit_app, wait_idle)
 
@@ -61,6 +66,49 @@ STOP_WAIT_MAX = 6.0                 # s after the click, at most
 LAG_TARGET_S = 0.150
 STOP_TARGET_S = 0.250
 BYTES_TARGET_RATIO = {"a": 1 / 20, "b": 1 / 20, "c": 1 / 5}
+
+# Markdown that breaks the page (issue 10 items 14, 15); app only: the baseline freezes for minutes.
+BIG_CODE_LINES = 512                # x 2 KB lines: a 1 MiB code block, one 2 KB token per line
+BIG_CODE_END = "BIG-CODE-END"
+BIG_CODE_TARGET_RATIO = 3.0         # websocket bytes / text bytes
+NESTING_LEVELS = 10_000
+NESTING_END = "NEST-REPLY-END"
+MAIN_THREAD_TARGET_S = 0.200        # longest main-thread block while the message renders
+
+
+def big_code_text(lines: int = BIG_CODE_LINES) -> str:
+    """A reply that is one huge code block: 2 KB lines without spaces, so that the scripted
+    server's `text` mode sends each line as one token."""
+    return ("```python\n" + "".join(f"x{i:05d}=" + "y" * 2040 + "\n" for i in range(lines))
+            + "```\n\n" + BIG_CODE_END)
+
+
+def nesting_text(kind: str = "list", levels: int = NESTING_LEVELS) -> str:
+    """A 20 KB message nested `levels` deep: "- - - … x" or "> > > … x"."""
+    return ("- " if kind == "list" else "> ") * levels + "x"
+
+
+# Long tasks (> 50 ms) of the page's main thread, and the longest gap between animation frames,
+# from the moment the probe is installed.
+MAIN_THREAD_JS = """() => {
+  const w = {tasks: [], maxGap: 0, last: performance.now()};
+  new PerformanceObserver(l => { for (const e of l.getEntries()) w.tasks.push(e.duration); })
+    .observe({type: 'longtask'});
+  const tick = (t) => { w.maxGap = Math.max(w.maxGap, t - w.last); w.last = t; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  window.__mainThread = w;
+}"""
+
+
+def main_thread_probe(page) -> Callable[[], dict]:
+    """Install the probe; the returned function reads {longest_task_s, long_tasks, max_frame_gap_s}."""
+    page.evaluate(MAIN_THREAD_JS)
+
+    def read() -> dict:
+        w = page.evaluate("() => window.__mainThread")
+        return {"longest_task_s": max(w["tasks"], default=0) / 1000, "long_tasks": len(w["tasks"]),
+                "max_frame_gap_s": w["maxGap"] / 1000}
+    return read
 
 
 def generation_seconds(spec: dict) -> float:
@@ -156,6 +204,76 @@ def measure_stop(browser, url: str, srv, spec: dict, phase: str) -> dict:
     return result
 
 
+def measure_big_code(browser, url: str, srv) -> dict:
+    """A 1 MiB code-block reply streamed in 2 KB tokens at 50/s: websocket bytes per text byte."""
+    text = big_code_text()
+    srv.reset()
+    srv.queue({"text": text, "rate": 50, "ttft": 0.2})
+    with app_page(browser, url) as page:
+        meter = WebSocketMeter(page, keep_payloads=True)
+        watch = TextWatch(page, [BIG_CODE_END])
+        probe = main_thread_probe(page)
+        meter.reset()
+        t0 = time.perf_counter()
+        send_prompt(page, "One big code block, please")
+        watch.wait_for_marker(BIG_CODE_END, timeout=180)
+        wait_idle(page, timeout=120)
+        seconds = time.perf_counter() - t0
+        n_bytes, frames = meter.bytes_received, list(meter.frames)
+        main_thread = probe()
+        code_boxes = page.locator('[data-testid="stChatMessage"] [data-testid="stCode"]').count()
+        breakdown = forward_msg_breakdown(meter.payloads)
+    size = len(text.encode())
+    return {"text_bytes": size, "ws_bytes": n_bytes, "ws_bytes_per_text_byte": n_bytes / size,
+            "ws_frames": len(frames), "largest_frame": max((n for _, n in frames), default=0),
+            "seconds": seconds, "code_elements_at_end": code_boxes, **main_thread,
+            "bytes_by_kind": breakdown[:6]}
+
+
+def measure_nesting(browser, url: str, srv, kind: str = "list") -> dict:
+    """A 10,000-level nested user message: the longest main-thread block from Enter until it is
+    shown and answered, and again while the chat is opened from the sidebar. (Filling the 20 KB
+    into the chat input is measured apart, as "typed": that is the browser's textarea at work.)"""
+    srv.reset()
+    srv.queue({"text": "WARM-UP-END", "rate": 0}, {"text": NESTING_END, "rate": 0})
+    with app_page(browser, url) as page:
+        # A first exchange loads what any first reply loads (chart, fonts); then a new chat.
+        send_prompt(page, "warm up")
+        TextWatch(page, ["WARM-UP-END"]).wait_for_marker("WARM-UP-END", timeout=60)
+        wait_idle(page)
+        page.get_by_role("button", name="New chat").click()
+        wait_idle(page)
+        box = page.locator(CHAT_INPUT)
+        probe = main_thread_probe(page)
+        box.fill(nesting_text(kind))     # the paste is the browser's own work: measured apart
+        typed = probe()
+        probe = main_thread_probe(page)
+        t0 = time.perf_counter()
+        box.press("Enter")
+        TextWatch(page, [NESTING_END]).wait_for_marker(NESTING_END, timeout=120)
+        wait_idle(page, timeout=120)
+        shown_s = time.perf_counter() - t0
+        sent = probe()
+        page.get_by_role("button", name="New chat").click()
+        wait_idle(page)
+        probe = main_thread_probe(page)
+        t0 = time.perf_counter()
+        page.locator('[data-testid="stSidebar"] [class*="st-key-conv_"]:not(.st-key-conv_new)'
+                     ':not(.st-key-conv_delete) button').filter(has_text="- - - -" if kind == "list" else "> > > >")\
+            .first.click()
+        TextWatch(page, [NESTING_END]).wait_for_marker(NESTING_END, timeout=120)
+        wait_idle(page, timeout=120)
+        reopen_s = time.perf_counter() - t0
+        reopened = probe()
+        body = page.locator("body").inner_text()
+    return {"kind": kind, "send_to_reply_s": shown_s, "reopen_s": reopen_s,
+            "longest_task_s": max(sent["longest_task_s"], reopened["longest_task_s"]),
+            "max_frame_gap_s": max(sent["max_frame_gap_s"], reopened["max_frame_gap_s"]),
+            "typed": typed, "sent": sent, "reopened": reopened,
+            "range_error": "RangeError" in body or "Maximum call stack" in body,
+            "plain_text_caption": "Shown as plain text" in body}
+
+
 # ---------------------------------------------------------------- the run
 
 def guarded(fn: Callable[[], dict]) -> dict:
@@ -182,7 +300,7 @@ def run(runs: int, stop_runs: int, only: list[str]) -> dict:
                 results["started"][name] = f"{type(exc).__name__}: {exc}"[:2000]
             results["apps"][name] = {"warmup": None, "lag_runs": [],
                                      "bytes": {key: [] for key in BYTES_SCRIPTS},
-                                     "stop": {"prefill": [], "stream": []}}
+                                     "stop": {"prefill": [], "stream": []}, "markdown": {}}
 
         def each_app(label: str, measure: Callable[[str, str], dict], store: Callable[[dict, dict], None]) -> None:
             for name in only:
@@ -210,6 +328,15 @@ def run(runs: int, stop_runs: int, only: list[str]) -> dict:
             each_app(f"stop in streaming {i + 1}/{stop_runs}",
                      lambda n, u: measure_stop(browser, u, srv, STOP_STREAM, "stream"),
                      lambda app, out: app["stop"]["stream"].append(out))
+        for name in [n for n in only if n == "app" and n in urls]:   # the baseline would freeze
+            for label, key, measure in (
+                    ("1 MB code-block reply", "big_code", lambda: measure_big_code(browser, urls[name], srv)),
+                    ("10,000-level nested list", "nesting", lambda: measure_nesting(browser, urls[name], srv))):
+                t0 = time.perf_counter()
+                out = guarded(measure)
+                results["apps"][name]["markdown"][key] = out
+                print(f"  {label:<30} {name:<9} {time.perf_counter() - t0:5.1f} s  {out.get('error') or 'ok'}",
+                      flush=True)
     return results
 
 
@@ -241,6 +368,11 @@ def figures(app: dict) -> dict[str, Any]:
     for phase, runs in app["stop"].items():
         fig[f"stop_{phase}_p50_s"] = stop_figure(runs, statistics.median)
         fig[f"stop_{phase}_max_s"] = stop_figure(runs, max)
+    md = app.get("markdown", {})
+    big, nest = md.get("big_code") or {}, md.get("nesting") or {}
+    fig["big_code_ws_ratio"] = big.get("ws_bytes_per_text_byte", big.get("error"))
+    fig["nesting_longest_block_s"] = ("RangeError" if nest.get("range_error")
+                                      else nest.get("longest_task_s", nest.get("error")))
     return fig
 
 
@@ -283,6 +415,10 @@ def report(results: dict) -> tuple[list[dict], str]:
             lambda a, b, ratio=ratio: number(b) and a <= b * ratio)
     for key in BYTES_SCRIPTS:
         row(f"ws frames/tok ({key})", f"frames_per_token_{key}", "")
+    row("1 MB code-block reply: websocket bytes / text size", "big_code_ws_ratio", "", f"<= {BIG_CODE_TARGET_RATIO:g}",
+        lambda a, b: a <= BIG_CODE_TARGET_RATIO)
+    row("10,000-level nesting: longest main-thread block", "nesting_longest_block_s", "ms",
+        f"<= {MAIN_THREAD_TARGET_S * 1000:.0f} ms", lambda a, b: a <= MAIN_THREAD_TARGET_S)
     for phase in ("prefill", "stream"):
         row(f"Stop -> disconnect, {phase} (p50)", f"stop_{phase}_p50_s", "ms")
         row(f"Stop -> disconnect, {phase} (max)", f"stop_{phase}_max_s", "ms", f"<= {STOP_TARGET_S * 1000:.0f} ms",
@@ -298,12 +434,12 @@ def report(results: dict) -> tuple[list[dict], str]:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'figure':<40} {'app':>10} {'baseline':>10} {'app/base':>9}  {'target':<20} "
+    head = f"{'figure':<50} {'app':>10} {'baseline':>10} {'app/base':>9}  {'target':<20} "
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
-        print(f"{r['figure']:<40} {r['app_shown']:>10} {r['baseline_shown']:>10} {ratio:>9}  "
+        print(f"{r['figure']:<50} {r['app_shown']:>10} {r['baseline_shown']:>10} {ratio:>9}  "
               f"{r['target']:<20} {r['verdict']}")
 
 
@@ -343,6 +479,20 @@ def notes(results: dict) -> list[str]:
             if runs and "script" in runs[0]:
                 script_shown = ",".join(f"{k}={v}" for k, v in runs[0]["script"].items() if k != "token_text")
                 out.append(f"{name} Stop in {phase} [{script_shown}]: " + "; ".join(shown))
+        md = data.get("markdown", {})
+        if "ws_bytes" in (md.get("big_code") or {}):
+            r = md["big_code"]
+            out.append(f"{name} 1 MB code block: {r['ws_bytes']:,} ws bytes for {r['text_bytes']:,} text bytes in "
+                       f"{r['seconds']:.1f} s, {r['ws_frames']} frames, longest main-thread block "
+                       f"{r['longest_task_s'] * 1000:.0f} ms, {r['code_elements_at_end']} code element(s) at the end")
+        if "sent" in (md.get("nesting") or {}):
+            r = md["nesting"]
+            ms = {k: f"{r[k]['longest_task_s'] * 1000:.0f} ms" for k in ("typed", "sent", "reopened")}
+            out.append(f"{name} 10,000-level nesting: reply shown {r['send_to_reply_s']:.1f} s after Enter, "
+                       f"chat reopened in {r['reopen_s']:.1f} s; longest block sending {ms['sent']} / "
+                       f"reopening {ms['reopened']}, longest frame gap {r['max_frame_gap_s'] * 1000:.0f} ms; "
+                       f"RangeError shown: {r['range_error']}; filling the 20 KB into the chat input: "
+                       f"longest block {ms['typed']}")
         for r in data["lag_runs"] + [r for runs in data["bytes"].values() for r in runs]:
             if r.get("chat_requests", 1) != 1:
                 out.append(f"{name}: {r['chat_requests']} chat requests for one prompt (expected 1)")
@@ -381,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in notes(results):
         print(f"  {line}")
     for name, data in results["apps"].items():
-        for group in ([data["warmup"] or {}], data["lag_runs"], *data["bytes"].values(), *data["stop"].values()):
+        for group in ([data["warmup"] or {}], data["lag_runs"], *data["bytes"].values(), *data["stop"].values(),
+                      list(data.get("markdown", {}).values())):
             for r in group:
                 if "error" in r:
                     print(f"\n{name}: {r['error']}\n{r.get('traceback', '')}")
@@ -391,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "summary": summary, "elapsed_s": elapsed, "rows": rows, "results": results,
         "targets": {"last_token_lag_p50_s": LAG_TARGET_S, "stop_s": STOP_TARGET_S,
-                    "bytes_per_token_ratio": BYTES_TARGET_RATIO},
+                    "bytes_per_token_ratio": BYTES_TARGET_RATIO, "big_code_ws_ratio": BIG_CODE_TARGET_RATIO,
+                    "nesting_longest_block_s": MAIN_THREAD_TARGET_S},
         "environment": {"python": platform.python_version(), "streamlit": version("streamlit"),
                         "openai": version("openai"), "playwright": version("playwright"), "machine": platform.machine(), "time": time.time()},
     }, indent=2, default=str))

@@ -51,3 +51,24 @@ def test_blocks_and_tail_always_hold_all_the_text(parts, step):
     rebuilt = "".join(b for b in blocks) + tail
     assert rebuilt.replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
     assert blocks == split_all(text, 1)[0]  # same result however the text arrived
+
+
+def test_a_backtick_line_with_a_backtick_in_its_info_string_opens_no_fence():
+    # CommonMark: "``` a`b" is a paragraph (an unclosed code span), so the blank line ends it.
+    blocks, tail = split_all("``` a`b\n![x](y)\n\nnext\n")
+    assert blocks == ["``` a`b\n![x](y)"]
+    assert tail.strip() == "next"
+
+
+def test_a_closing_fence_needs_at_least_the_opening_length_and_nothing_after():
+    blocks, _ = split_all("````\n```\n```` x\n````\n")
+    assert blocks == ["````\n```\n```` x\n````"]
+
+
+def test_the_open_fence_and_where_the_tail_starts_are_known():
+    s = BlockSplitter()
+    s.feed("Intro\n\n  ```python {x}\nprint(1)\n")
+    assert s.fence is not None and s.fence.language == "python" and s.fence.indent == 2
+    assert s.tail_start == len("Intro\n\n")
+    s.feed("Intro\n\n  ```python {x}\nprint(1)\n  ```\n")
+    assert s.fence is None
