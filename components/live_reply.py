@@ -66,6 +66,15 @@ class LiveReply:
             render_pieces(self._tail.container(), list(pieces))
         self._shown_tail = pieces
 
+    def reset(self) -> None:
+        """Start over with an empty text (the answer lost its start to a late `</think>`)."""
+        self._blocks_slot.empty()
+        self._blocks = self._blocks_slot.container()
+        self._plan = LiveMarkdown(allow_images=self._allow_images)
+        self._area = None
+        self._tail.empty()
+        self._shown_tail = ()
+
     def replace(self, text: str) -> None:
         """Show `text` instead of what was streamed (e.g. with a matched part hidden)."""
         self._blocks_slot.empty()

@@ -13,6 +13,7 @@ from components.message_view import (STALE_GUARD, MessageSlots, render_message, 
                                      rule_note, shown_content)
 from components.metrics_panel import status_text
 from components.shell import follow_background_replies
+from components.thinking_view import LiveThinking
 from streamchat import metrics
 from streamchat.generation import GenerationRequest
 from streamchat.inputs import MAX_MESSAGE_CHARS, clean_user_message
@@ -195,6 +196,7 @@ def show_live(reply) -> None:
     reply takes the same slots as a saved message, so the next run redraws it in place."""
     g = reply.generation
     slots = MessageSlots("assistant", "live-reply")
+    thinking = LiveThinking(slots.thinking)
     live = LiveReply(slots.body)
     with slots.live_status.container():
         waiting = CaptionSlot(st)
@@ -205,17 +207,24 @@ def show_live(reply) -> None:
                              help="Stop the reply: the connection is closed and the server "
                                   "stops generating.")
     panel = ctx.metrics_panel()
-    shown_text = False
+    shown = (False, False)   # (thinking, answer) already on screen
+    restarts = g.answer_restarts
     next_frame = 0.0
     while True:
         finished = g.is_finished
-        # The first text goes out at once, not at the next frame: that is the visible TTFT.
-        if finished or (g.text and not shown_text) or time.perf_counter() >= next_frame:
+        # The first text (of the thinking, of the answer) goes out at once, not at the next
+        # frame: that is the visible TTFT.
+        if finished or (bool(g.reasoning), bool(g.text)) != shown \
+                or time.perf_counter() >= next_frame:
             next_frame = time.perf_counter() + FRAME_S
-            live.render(reply.text, growing=not finished)
-            shown_text = bool(g.text)
             figures = metrics.current(g)   # one snapshot: the chat's timer and the panel's agree
-            waiting.show(status_text(g, figures) if not g.text and not finished else "")
+            thinking.render(g, figures)
+            if g.answer_restarts != restarts:   # text before a late </think> was thinking
+                restarts = g.answer_restarts
+                live.reset()
+            live.render(reply.text, growing=not finished)
+            shown = (bool(g.reasoning), bool(g.text))
+            waiting.show(status_text(g, figures) if not g.token_times and not finished else "")
             near_slot.show(near_miss_text(g))
             panel.update(g, figures)
         if finished:

@@ -13,6 +13,7 @@ from components.identity import session_owner
 from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
+from streamchat.markdown_safety import escape_markdown
 from streamchat.presets import COMPARE_PROMPT
 from streamchat.replies import history_for_request
 
@@ -171,7 +172,7 @@ if running:
     st.rerun()   # redraw the controls (Run instead of Stop) and the results below
 
 if comparison.error:
-    st.error(comparison.error)
+    st.error(escape_markdown(comparison.error))   # it may quote the server: shown as written
 summary = comparison.summary()
 verdict = comparison.verdict()
 (st.success if verdict.startswith("Streaming showed") else st.warning)(verdict)

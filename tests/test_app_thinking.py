@@ -65,3 +65,23 @@ def test_compare_draws_the_thinking_beside_the_answer(server, open_page):
         [s.value for s in [*page.success, *page.warning]]
     chart = page.get("vega_lite_chart")[0].proto.spec
     assert '"thinking"' in chart and "strokeDash" in chart
+
+
+def test_a_saved_reply_shows_its_thinking_folded_after_a_reload(server, open_page):
+    from streamlit.testing.v1 import AppTest
+    chat = open_page(server)
+    server.queue(Script(reasoning_tokens=6, tokens=4, rate=0, usage_reasoning=True))
+    chat.chat_input[0].set_value("think first").run()
+    assert not chat.exception
+    url = {name: value[0] if isinstance(value, list) else value
+           for name, value in chat.query_params.items()}
+    again = AppTest.from_file(chat._script_path, default_timeout=30)
+    for name, value in url.items():
+        again.query_params[name] = value
+    again.run()
+    assert not again.exception
+    folded = [e for e in again.expander if e.label.startswith("💭 Thought for")]
+    assert len(folded) == 1 and "6 tokens" in folded[0].label
+    assert "think0" in " ".join(m.value for m in folded[0].markdown)
+    answer = [m for m in again.chat_message if m.name == "assistant"][0]
+    assert "think0" not in " ".join(m.value for m in answer.markdown if m not in folded[0].markdown)
