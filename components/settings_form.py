@@ -29,6 +29,7 @@ class ChatOptions:
     timeouts: Timeouts
     stop_rules: tuple = ()
     hide_matches: bool = False
+    allow_images: bool = False   # load images in replies (off: shown as links, nothing fetched)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -71,6 +72,10 @@ def settings_form(settings: Settings, container) -> ChatOptions:
                          "against repeated phrases. Not sent to other endpoints.")
             seed = st.number_input("Seed (empty: random)", min_value=0, max_value=2**31 - 1,
                                    value=None, step=1, key="opt_seed")
+            allow_images = st.checkbox(
+                "Load images in replies", key="opt_allow_images",
+                help="Off: an image in a reply is shown as a link, so the model cannot make your "
+                     "browser call out to a server (a tracking pixel).")
         with st.expander("Advanced: timeouts", expanded=False):
             connect = st.number_input("Connect timeout (s)", 0.5, 120.0, 10.0, 0.5, key="opt_t_connect")
             first = st.number_input("First-token timeout (s)", 1.0, 3600.0, 120.0, 5.0,
@@ -90,7 +95,7 @@ def settings_form(settings: Settings, container) -> ChatOptions:
         stream=bool(stream), system_prompt=system_prompt or "",
         params=params,
         timeouts=Timeouts(connect=float(connect), first_token=float(first), idle=float(idle)),
-        stop_rules=rules, hide_matches=hide,
+        stop_rules=rules, hide_matches=hide, allow_images=bool(allow_images),
     )
 
 

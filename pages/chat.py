@@ -197,7 +197,7 @@ def show_live(reply) -> None:
     g = reply.generation
     slots = MessageSlots("assistant", "live-reply")
     thinking = LiveThinking(slots.thinking)
-    live = LiveReply(slots.body)
+    live = LiveReply(slots.body, allow_images=options.allow_images)
     with slots.live_status.container():
         waiting = CaptionSlot(st)
         near_slot = CaptionSlot(st)
@@ -292,6 +292,7 @@ for n, message in enumerate(messages):
     is_last = n == len(messages) - 1
     interrupted = message["state"] == "streaming" and flusher.live(message["id"]) is None
     render_message(message, interrupted=interrupted, hide_matches=options.hide_matches,
+                   allow_images=options.allow_images,
                    actions=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
 
 if state.get("unsent"):

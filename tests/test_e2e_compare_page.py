@@ -156,3 +156,14 @@ def test_runs_export_has_the_browsers_offset_and_no_nan(page720):
         assert offset in (-5, -4), row["created_at"]   # New York, winter or summer
     whole = next(r for r in rows if r["mode"] == "non-stream")
     assert whole["decode_tps"] == ""
+
+
+def test_chat_only_controls_are_hidden_on_the_compare_page(page720):
+    """Issue 9 item 11: the Stream toggle and the stop rules act on the chat only."""
+    page = page720
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert not sidebar.get_by_text("Stream", exact=True).is_visible()
+    assert not sidebar.get_by_text("Stop rules", exact=True).is_visible()
+    page.get_by_role("link", name="Chat").click()
+    sidebar.get_by_text("Stream", exact=True).wait_for(state="visible", timeout=15_000)
+    assert sidebar.get_by_text("Stop rules", exact=True).is_visible()
