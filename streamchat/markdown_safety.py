@@ -342,6 +342,28 @@ class Frame:
     tail: list[Piece] = field(default_factory=list)
 
 
+_STRUCTURED = set("|-*+>#<")                    # lists, tables, quotes, headings, HTML
+_ORDERED_ITEM = re.compile(r" {0,3}\d{1,9}[.)]\s")
+
+
+def _paragraph_cut(text: str, start: int, lo: int, hi: int) -> int | None:
+    """An offset in [lo, hi) just after a sentence end (else a space) where the block that
+    begins at `start` leaves no code span, link or emphasis open; None when there is none."""
+    for pattern in (_SENTENCE_END, _SPACE):
+        for match in reversed(list(pattern.finditer(text, lo, hi))):
+            cut = match.end()
+            head = text[start:cut]
+            if head.count("`") % 2 == 0 and head.count("[") == head.count("]") \
+                    and head.count("(") == head.count(")") and head.count("*") % 2 == 0 \
+                    and head.count("_") % 2 == 0:
+                return cut
+    return None
+
+
+_SENTENCE_END = re.compile(r"[.!?]\s+")
+_SPACE = re.compile(r"\s+")
+
+
 class LiveMarkdown:
     """Plans each frame of a reply that only grows, so websocket bytes stay linear in its length:
     finished blocks are sent once; a long open block is frozen in segments of `segment_chars`
@@ -403,6 +425,23 @@ class LiveMarkdown:
             self._frozen, self._segmented = done, True
         return [Piece("code", self._code(text, self._frozen, len(text), fence), fence.language)]
 
+    def _freeze_paragraph(self, text: str, start: int, frame: Frame) -> None:
+        """A long growing paragraph (a model thinking aloud in one paragraph) is frozen in
+        segments too, cut after a sentence or a word where no inline mark is left open; the
+        whole paragraph replaces them when it ends. Lists, tables, quotes and headings are left
+        whole: cutting them would show a broken structure meanwhile."""
+        if text[start:start + 1] in _STRUCTURED or _ORDERED_ITEM.match(text, start):
+            return
+        while len(text) - self._frozen >= 2 * self._segment_chars:
+            cut = _paragraph_cut(text, start, self._frozen + self._segment_chars,
+                                 len(text) - self._segment_chars // 2)
+            if cut is None:
+                return
+            part = text[self._frozen:cut].strip("\n")
+            frame.ops.append(("segment", [Piece("markdown", part if self._allow_images
+                                                else neutralize_images(part))]))
+            self._frozen, self._segmented = cut, True
+
     @staticmethod
     def _code(text: str, a: int, b: int, fence: Fence) -> str:
         """text[a:b] without the fence's indentation (not on a first line cut mid-way)."""
@@ -416,6 +455,8 @@ class LiveMarkdown:
             body = text[start:].strip("\n")
             note = too_much(body) if body.strip() else None
             if note is None:
+                self._freeze_paragraph(text, start, frame)
+                body = text[self._frozen:].strip("\n")
                 return [Piece("markdown", body if self._allow_images else neutralize_images(body))] \
                     if body.strip() else []
             self._plain = self._segmented = True

@@ -51,9 +51,12 @@ BYTES_SCRIPTS = {
     "a": ("2000 tok @1000/s, para/40", script(ttft=0.2, tokens=2000, rate=1000, paragraph_every=40)),
     "b": ("1000 tok @50/s, para/40", script(ttft=0.2, tokens=1000, rate=50, paragraph_every=40)),
     "c": ("2000 tok @1000/s, 1 para", script(ttft=0.2, tokens=2000, rate=1000)),
+    # A thinking model: 500 thinking + 500 answer tokens; the tutorial app shows only the answer.
+    "r": ("500 think + 500 tok @100/s", script(ttft=0.2, reasoning_tokens=500, tokens=500, rate=100,
+                                               paragraph_every=40)),
 }
 # At 1000 tok/s Streamlit coalesces most updates, by timing luck, so those figures vary run to run.
-BYTES_RUNS = {"a": 3, "b": 1, "c": 3}
+BYTES_RUNS = {"a": 3, "b": 1, "c": 3, "r": 1}
 # Prefill: the app gets the 30 s silent prefill of the spec; the baseline a short generation,
 # so that "never" (the server finished without seeing a disconnect) is reached within the bench.
 STOP_PREFILL = {"app": script(ttft=30, prefill_silent=True, tokens=50, rate=50),
@@ -65,7 +68,16 @@ STOP_WAIT_MAX = 6.0                 # s after the click, at most
 
 LAG_TARGET_S = 0.150
 STOP_TARGET_S = 0.250
-BYTES_TARGET_RATIO = {"a": 1 / 20, "b": 1 / 20, "c": 1 / 5}
+BYTES_TARGET_RATIO = {"a": 1 / 20, "b": 1 / 20, "c": 1 / 5, "r": 1 / 5}
+
+# A thinking model (issue 11): 1.0 s prefill, 60 thinking + 120 answer tokens at 40 tok/s, usage
+# with reasoning_tokens. The sidebar after the reply must show these within 5 %.
+REASONING_SCRIPT = script(ttft=1.0, reasoning_tokens=60, tokens=120, rate=40, usage_reasoning=True,
+                          paragraph_every=40)
+PLAIN_SCRIPT = script(ttft=1.0, tokens=120, rate=40)
+REASONING_EXPECTED = {"TTFT": 1.0, "Decode tok/s": 40.0, "Output tokens": 180, "E2E": 1.0 + 179 / 40}
+PLAIN_EXPECTED = {"TTFT": 1.0, "Decode tok/s": 40.0, "Output tokens": 120, "E2E": 1.0 + 119 / 40}
+REASONING_TOLERANCE = 0.05
 
 # Markdown that breaks the page (issue 10 items 14, 15); app only: the baseline freezes for minutes.
 BIG_CODE_LINES = 512                # x 2 KB lines: a 1 MiB code block, one 2 KB token per line
@@ -276,6 +288,38 @@ def measure_nesting(browser, url: str, srv, kind: str = "list") -> dict:
 
 # ---------------------------------------------------------------- the run
 
+def _sidebar_number(text: str) -> float:
+    """'1.01 s' / '980 ms' / '~40.0' / '180' -> seconds or a plain number."""
+    value = text.strip().lstrip("~").split()[0].replace(",", "")
+    number = float(value)
+    return number / 1000 if text.strip().endswith("ms") else number
+
+
+def measure_sidebar_figures(browser, url: str, srv, spec: dict, expected: dict) -> dict:
+    """One reply; the sidebar's four figures after it, against the server's schedule; for a
+    thinking model also whether its thinking was on screen before the first answer word."""
+    srv.reset()
+    srv.queue(spec)
+    last = f"w{spec['tokens'] - 1}"
+    with app_page(browser, url) as page:
+        watch = TextWatch(page, ["think0", "w0", last], selector=".st-key-live-reply")
+        send_prompt(page, PROMPT)
+        watch.wait_for_marker(last, timeout=generation_seconds(spec) * 4 + 30)
+        wait_idle(page, timeout=60)
+        page.wait_for_timeout(600)   # the panel's last (final-figures) update
+        shown = {}
+        for label in expected:
+            metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+            shown[label] = metric.locator('[data-testid="stMetricValue"]').inner_text()
+        marks = watch.read().marks
+    values = {label: _sidebar_number(text) for label, text in shown.items()}
+    errors = {label: abs(values[label] - want) / want for label, want in expected.items()}
+    return {"shown": shown, "errors": errors, "max_error": max(errors.values()),
+            "thinking_seen_before_answer": ("think0" in marks and "w0" in marks
+                                            and marks["think0"] < marks["w0"])
+            if spec.get("reasoning_tokens") else None}
+
+
 def guarded(fn: Callable[[], dict]) -> dict:
     try:
         return fn()
@@ -328,6 +372,17 @@ def run(runs: int, stop_runs: int, only: list[str]) -> dict:
             each_app(f"stop in streaming {i + 1}/{stop_runs}",
                      lambda n, u: measure_stop(browser, u, srv, STOP_STREAM, "stream"),
                      lambda app, out: app["stop"]["stream"].append(out))
+        for name in [n for n in only if n == "app" and n in urls]:   # the baseline has no sidebar
+            for label, key, spec, expected in (
+                    ("thinking model: sidebar figures", "reasoning", REASONING_SCRIPT,
+                     REASONING_EXPECTED),
+                    ("no thinking: sidebar figures", "plain", PLAIN_SCRIPT, PLAIN_EXPECTED)):
+                t0 = time.perf_counter()
+                out = guarded(lambda spec=spec, expected=expected: measure_sidebar_figures(
+                    browser, urls[name], srv, spec, expected))
+                results["apps"][name].setdefault("figures", {})[key] = out
+                print(f"  {label:<30} {name:<9} {time.perf_counter() - t0:5.1f} s  {out.get('error') or 'ok'}",
+                      flush=True)
         for name in [n for n in only if n == "app" and n in urls]:   # the baseline would freeze
             for label, key, measure in (
                     ("1 MB code-block reply", "big_code", lambda: measure_big_code(browser, urls[name], srv)),
@@ -368,6 +423,10 @@ def figures(app: dict) -> dict[str, Any]:
     for phase, runs in app["stop"].items():
         fig[f"stop_{phase}_p50_s"] = stop_figure(runs, statistics.median)
         fig[f"stop_{phase}_max_s"] = stop_figure(runs, max)
+    for key, out in (app.get("figures") or {}).items():
+        fig[f"sidebar_error_{key}"] = out.get("max_error", out.get("error"))
+        if out.get("thinking_seen_before_answer") is not None:
+            fig["thinking_seen_before_answer"] = "yes" if out["thinking_seen_before_answer"] else "NO"
     md = app.get("markdown", {})
     big, nest = md.get("big_code") or {}, md.get("nesting") or {}
     fig["big_code_ws_ratio"] = big.get("ws_bytes_per_text_byte", big.get("error"))
@@ -419,6 +478,11 @@ def report(results: dict) -> tuple[list[dict], str]:
         lambda a, b: a <= BIG_CODE_TARGET_RATIO)
     row("10,000-level nesting: longest main-thread block", "nesting_longest_block_s", "ms",
         f"<= {MAIN_THREAD_TARGET_S * 1000:.0f} ms", lambda a, b: a <= MAIN_THREAD_TARGET_S)
+    for key, label in (("reasoning", "thinking model (60+120 tok @40/s)"),
+                       ("plain", "no thinking (120 tok @40/s)")):
+        row(f"sidebar vs schedule, {label}: worst error", f"sidebar_error_{key}", "",
+            f"<= {REASONING_TOLERANCE:.0%}", lambda a, b: a <= REASONING_TOLERANCE)
+    row("thinking on screen before the first answer word", "thinking_seen_before_answer", "")
     for phase in ("prefill", "stream"):
         row(f"Stop -> disconnect, {phase} (p50)", f"stop_{phase}_p50_s", "ms")
         row(f"Stop -> disconnect, {phase} (max)", f"stop_{phase}_max_s", "ms", f"<= {STOP_TARGET_S * 1000:.0f} ms",

@@ -291,3 +291,27 @@ def test_a_server_error_is_shown_as_plain_text(server, open_page):
     at.chat_input[0].set_value("fail").run()
     errors = [e.value for m in at.chat_message for e in m.error]
     assert any(r"!\[x\](http://t.test/e.gif) \*\*no\*\*" in e for e in errors), errors
+
+
+def test_a_long_growing_paragraph_is_frozen_in_segments_and_closed_whole():
+    """A model thinking aloud in one long paragraph: what is re-sent per frame stays bounded."""
+    plan = LiveMarkdown(segment_chars=200)
+    text, resent, segments = "", 0, []
+    for i in range(600):
+        text += f"Sentence {i} is *here*. "
+        frame = plan.feed(text)
+        segments += [p.text for op, pieces in frame.ops if op == "segment" for p in pieces]
+        resent += sum(len(p.text) for p in frame.tail)
+    assert segments and all(s.count("*") % 2 == 0 for s in segments)
+    assert resent < 600 * 2 * 400               # the tail never outgrows two segments
+    closing = plan.feed(text + "\n\n")
+    (op, pieces), = [o for o in closing.ops if o[0] == "close"]
+    assert pieces[0].text.strip() == text.strip()   # the whole paragraph replaces its segments
+
+
+def test_lists_and_tables_are_not_cut_while_they_grow():
+    plan = LiveMarkdown(segment_chars=100)
+    text = ""
+    for i in range(200):
+        text += f"- item {i} of the list\n"
+        assert not [op for op, _ in plan.feed(text).ops if op == "segment"]
