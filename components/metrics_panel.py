@@ -87,17 +87,21 @@ class MetricsPanel:
             draw()
             self._shown[key] = value
 
+    def due(self, g: Generation) -> bool:
+        """Whether update() would draw now: computing the figures costs time that grows with
+        the reply (percentiles over every gap), so the page only computes them when due."""
+        return not (g.state == self._updated_state and g.state in (STREAMING, THINKING)
+                    and time.perf_counter() - self._updated_at < PANEL_EVERY_S)
+
     def update(self, g: Generation, m: metrics.Metrics | None = None) -> None:
         """Live figures while `g` runs; once it ended, its final figures (metrics.final_metrics:
         the same numbers as the footer under the reply and its Runs row). `m`: the figures the
         page already computed for this frame, so its own timer and the panel's agree.
         Throttled only while text streams: before that, nothing else uses the websocket and
         the timers tick every frame."""
-        now = time.perf_counter()
-        if g.state == self._updated_state and g.state in (STREAMING, THINKING) \
-                and now - self._updated_at < PANEL_EVERY_S:
+        if not self.due(g):
             return
-        self._updated_at, self._updated_state = now, g.state
+        self._updated_at, self._updated_state = time.perf_counter(), g.state
         m = m or metrics.current(g)
         status = status_text(g, m)
         self._put("status", status, lambda: self._status.markdown(f"**{status}**"))

@@ -2,6 +2,8 @@
 "Thought for 1.52 s · 60 tokens", which can be opened again (also when redrawn from the store)."""
 from __future__ import annotations
 
+import time
+
 from streamchat import metrics
 from streamchat.generation import Generation
 
@@ -19,24 +21,25 @@ class LiveThinking:
         self._live: LiveReply | None = None
         self._folded = False
 
-    def render(self, g: Generation, m: metrics.Metrics) -> None:
+    def render(self, g: Generation) -> None:
         if self._folded or not g.reasoning:
             return
         if g.text or g.is_finished:   # the answer began (or the reply ended): fold it away
-            self.fold(g, m)
+            self.fold(g)
             return
         if self._live is None:
             box = self._slot.container()
             self._header = CaptionSlot(box)
             self._live = LiveReply(box.container())
-        seconds = m.thinking_s.value or 0.0
+        seconds = time.perf_counter() - (g.t_first_reasoning or time.perf_counter())
         self._header.show(f"💭 Thinking… {seconds:.1f} s")
         self._live.render(g.reasoning)
 
-    def fold(self, g: Generation, m: metrics.Metrics) -> None:
+    def fold(self, g: Generation) -> None:
         if self._folded or not g.reasoning:
             return
         self._folded = True
+        m = metrics.current(g)
         label = folded_label(m.thinking_s.value, m.reasoning_tokens.value,
                              m.reasoning_tokens.source, stopped=g.is_finished and not g.text)
         render_folded(self._slot, g.reasoning, label)

@@ -217,16 +217,20 @@ def show_live(reply) -> None:
         if finished or (bool(g.reasoning), bool(g.text)) != shown \
                 or time.perf_counter() >= next_frame:
             next_frame = time.perf_counter() + FRAME_S
-            figures = metrics.current(g)   # one snapshot: the chat's timer and the panel's agree
-            thinking.render(g, figures)
+            # One snapshot for the chat's timer and the panel's, so they agree; computed only
+            # when one of them shows it (it costs time that grows with the reply).
+            waiting_shown = not g.token_times and not finished
+            figures = metrics.current(g) if waiting_shown or panel.due(g) else None
+            thinking.render(g)
             if g.answer_restarts != restarts:   # text before a late </think> was thinking
                 restarts = g.answer_restarts
                 live.reset()
             live.render(reply.text, growing=not finished)
             shown = (bool(g.reasoning), bool(g.text))
-            waiting.show(status_text(g, figures) if not g.token_times and not finished else "")
+            waiting.show(status_text(g, figures) if waiting_shown else "")
             near_slot.show(near_miss_text(g))
-            panel.update(g, figures)
+            if figures is not None:
+                panel.update(g, figures)
         if finished:
             break
         time.sleep(POLL_S)

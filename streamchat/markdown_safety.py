@@ -32,6 +32,9 @@ MAX_DEPTH = 32             # nesting levels (lists, quotes, emphasis, brackets) 
 MAX_BLOCK_CHARS = 20_000   # longer Markdown blocks (paragraphs, lists, tables) are shown as plain text
 MAX_CODE_CHARS = 100_000   # longer code blocks are shown without syntax highlighting
 SEGMENT_CHARS = 2_000      # a growing long block is frozen in pieces of at least this many characters
+# A growing paragraph is re-rendered whole each frame (15/s): frozen in smaller pieces, so a model
+# thinking aloud in one paragraph at 100 tok/s costs tens, not hundreds, of bytes per token.
+PARAGRAPH_SEGMENT_CHARS = 600
 IMAGE_MARK = "🖼"
 _WORD_JOINER = "\u2060"    # invisible: keeps "!" and "[" apart inside inline code
 
@@ -432,9 +435,9 @@ class LiveMarkdown:
         whole: cutting them would show a broken structure meanwhile."""
         if text[start:start + 1] in _STRUCTURED or _ORDERED_ITEM.match(text, start):
             return
-        while len(text) - self._frozen >= 2 * self._segment_chars:
-            cut = _paragraph_cut(text, start, self._frozen + self._segment_chars,
-                                 len(text) - self._segment_chars // 2)
+        size = min(self._segment_chars, PARAGRAPH_SEGMENT_CHARS)
+        while len(text) - self._frozen >= 2 * size:
+            cut = _paragraph_cut(text, start, self._frozen + size, len(text) - size // 2)
             if cut is None:
                 return
             part = text[self._frozen:cut].strip("\n")

@@ -41,6 +41,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+# Twenty people at once: the app in shared mode (each browser its own identity and chats), as a
+# team install runs; single-user mode would rightly list everyone's chats in every sidebar.
+SHARED = {"STREAMCHAT_SHARED": "1"}
+
 from tests.browser import (CHAT_INPUT, MAIN, ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, have_chromium,
                            scripted_server_process, send_prompt, stop_button, streamlit_app, wait_idle)
 
@@ -342,7 +346,7 @@ def run_load(browser, srv, sessions: int, tokens: int, rate: float, paragraph_ev
     log = workdir / "streamlit-load.log"
     out: dict[str, Any] = {"sessions": sessions, "tokens": tokens, "rate": rate, "scripted_ttft_s": LOAD_TTFT_S,
                            "paragraph_every": paragraph_every}
-    with streamlit_app(APP, app_env(srv, data_dir), log_path=log) as url:
+    with streamlit_app(APP, {**app_env(srv, data_dir), **SHARED}, log_path=log) as url:
         pid = find_streamlit_pid(int(url.rsplit(":", 1)[1]))
         out["pid"] = pid
         # Warm-up: the first reply of a fresh process pays for lazy imports (openai, httpx...).
@@ -542,7 +546,7 @@ def run_soak(browser, srv, n: int, workdir: Path) -> dict:
     port = srv.port
     out: dict[str, Any] = {"requests": n, "fast_script": SOAK_FAST, "stopped_script": SOAK_STOPPED}
     rows: list[dict] = []
-    with streamlit_app(APP, app_env(srv, data_dir), log_path=log) as url, app_page(browser, url) as page:
+    with streamlit_app(APP, {**app_env(srv, data_dir), **SHARED}, log_path=log) as url, app_page(browser, url) as page:
         pid = find_streamlit_pid(int(url.rsplit(":", 1)[1]))
         out["pid"] = pid
         watch = TextWatch(page, [])
