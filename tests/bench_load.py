@@ -41,12 +41,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.browser import (CHAT_INPUT, MAIN, ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, have_chromium,
+                           scripted_server_process, send_prompt, stop_button, streamlit_app, wait_idle)
+
 # Twenty people at once: the app in shared mode (each browser its own identity and chats), as a
 # team install runs; single-user mode would rightly list everyone's chats in every sidebar.
 SHARED = {"STREAMCHAT_SHARED": "1"}
-
-from tests.browser import (CHAT_INPUT, MAIN, ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, have_chromium,
-                           scripted_server_process, send_prompt, stop_button, streamlit_app, wait_idle)
 
 APP = ROOT / "app.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
