@@ -345,7 +345,7 @@ class Frame:
     tail: list[Piece] = field(default_factory=list)
 
 
-_STRUCTURED = set("|-*+>#<")                    # lists, tables, quotes, headings, HTML
+_STRUCTURED = set("|-*+>#<=")                   # lists, tables, quotes, headings, HTML
 _ORDERED_ITEM = re.compile(r" {0,3}\d{1,9}[.)]\s")
 
 
@@ -355,6 +355,9 @@ def _paragraph_cut(text: str, start: int, lo: int, hi: int) -> int | None:
     for pattern in (_SENTENCE_END, _SPACE):
         for match in reversed(list(pattern.finditer(text, lo, hi))):
             cut = match.end()
+            if cut >= len(text) or text[cut] in _STRUCTURED or _ORDERED_ITEM.match(text, cut):
+                continue   # the next piece (unknown yet, or a list, quote, heading) must not
+                # begin a block of its own
             head = text[start:cut]
             if head.count("`") % 2 == 0 and head.count("[") == head.count("]") \
                     and head.count("(") == head.count(")") and head.count("*") % 2 == 0 \
@@ -441,6 +444,8 @@ class LiveMarkdown:
             if cut is None:
                 return
             part = text[self._frozen:cut].strip("\n")
+            if too_much(part) is not None:   # a piece must be as safe as the whole
+                return
             frame.ops.append(("segment", [Piece("markdown", part if self._allow_images
                                                 else neutralize_images(part))]))
             self._frozen, self._segmented = cut, True
