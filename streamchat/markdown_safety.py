@@ -355,7 +355,8 @@ def _paragraph_cut(text: str, start: int, lo: int, hi: int) -> int | None:
     for pattern in (_SENTENCE_END, _SPACE):
         for match in reversed(list(pattern.finditer(text, lo, hi))):
             cut = match.end()
-            if cut >= len(text) or text[cut] in _STRUCTURED or _ORDERED_ITEM.match(text, cut):
+            # (12 characters after the cut are enough to tell "12345678. " from a word)
+            if cut + 12 > len(text) or text[cut] in _STRUCTURED or _ORDERED_ITEM.match(text, cut):
                 continue   # the next piece (unknown yet, or a list, quote, heading) must not
                 # begin a block of its own
             head = text[start:cut]
