@@ -139,19 +139,25 @@ def test_sigkill_mid_stream_loses_under_a_second_and_the_restart_shows_it_interr
 
 
 # A reload mid-reply: the reply still streams in this process, so the new page shows it live,
-# not as interrupted.
+# not as interrupted. The server holds the reply after 50 tokens (no race against a token rate):
+# after the reload the page must show it with a live Stop that really stops the server.
 def test_a_reload_mid_stream_is_not_an_interruption(tmp_path):
     with scripted_server_process(tokens=5, rate=0) as srv, \
             streamlit_app("app.py", app_env(srv, tmp_path / "data")) as url, chromium() as browser:
-        srv.queue({"tokens": 160, "rate": RATE, "token_text": "r{i} "})
+        srv.queue({"tokens": 160, "rate": RATE, "token_text": "r{i} ", "stall_after": 50,
+                   "stall_timeout": 120})
         with app_page(browser, url) as page:
             watch = TextWatch(page, markers=["r20"])
             send_prompt(page, "reload me mid-reply")
             watch.wait_for_marker("r20", timeout=60)
             page.reload()
             page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
-            wait_for_text(page, "r20", timeout=30)
+            wait_for_text(page, "r49", timeout=30)           # re-attached, up to the hold
             assert srv.requests()[-1]["t_end"] is None, "the reply ended before the check"
             assert "interrupted" not in page.locator("body").inner_text()
-            srv.wait_for_end(timeout=30)
-            wait_for_text(page, "r159", timeout=30)    # the whole reply, without another reload
+            page.get_by_role("button", name="Stop", exact=True).click()   # live: Stop is there
+            record = srv.wait_for_end(timeout=10)
+            assert record["outcome"] == "disconnected", record
+            wait_idle(page)
+            wait_for_text(page, "stopped", timeout=15)
+            assert "interrupted" not in page.locator("body").inner_text()
