@@ -101,16 +101,16 @@ def run_guarded(run_app: Callable[[], object]) -> None:
                  "one started), or free the disk / close the program holding it.", icon="🗄️")
 
 
-def follow_background_replies(shown_live: str | None = None) -> None:
-    """While a reply streams in a chat that is not on screen (`shown_live` is the one that is),
-    look twice a second whether it ended, and redraw the page once when it did, so its ▶ mark
-    does not go stale."""
-    if busy_conversations() - {shown_live}:
+def follow_background_replies() -> None:
+    """While a reply of this session streams in a chat that is not on screen, look twice a
+    second whether it ended, and redraw the page once when it did, so its ▶ mark does not go
+    stale. (Called when no reply is shown live, so every busy chat is a background one.)"""
+    if busy_conversations():
         with st.sidebar:
-            _watch_busy(shown_live)
+            _watch_busy()
 
 
 @st.fragment(run_every=0.5)
-def _watch_busy(shown_live: str | None) -> None:
-    if not busy_conversations() - {shown_live}:
+def _watch_busy() -> None:
+    if not busy_conversations():
         st.rerun(scope="app")
