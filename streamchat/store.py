@@ -41,6 +41,7 @@ RUN_COLUMNS = (
     "mode", "state", "ttft_s", "ttfb_s", "e2e_s", "decode_tps", "tpot_s", "itl_p50_s",
     "itl_p95_s", "output_tokens", "output_tokens_source", "bytes", "chunks", "error_kind",
     "error", "extra_json", "owner", "time_to_answer_s", "thinking_s", "reasoning_tokens",
+    "visible_ttft_s",
 )
 
 
@@ -192,8 +193,16 @@ def _m006_reasoning(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
 
+def _m007_visible_ttft(conn: sqlite3.Connection) -> None:
+    # The time from the user's Enter/click to the first answer text painted, measured in their
+    # browser and reported after the reply (NULL where no browser measured it: CLI, reloads).
+    if "visible_ttft_s" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+        conn.execute("ALTER TABLE runs ADD COLUMN visible_ttft_s REAL")
+
+
 MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree,
-              _m004_repair_short_key_redaction, _m005_run_owner, _m006_reasoning]
+              _m004_repair_short_key_redaction, _m005_run_owner, _m006_reasoning,
+              _m007_visible_ttft]
 
 APPEND = object()   # add_message: make the new message a child of the conversation's current leaf
 
@@ -503,6 +512,22 @@ class Store:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
             return _message_row(row) if row else None
+
+    def record_visible_ttft(self, message_id: str, seconds: float) -> bool:
+        """Keep a browser-measured visible TTFT with a reply (its metrics) and its newest run.
+        False when the reply has it already (a measurement is reported once) or is gone."""
+        with self._connect(write=True) as conn:
+            row = conn.execute("SELECT metrics_json FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return False
+            figures = json.loads(row[0]) if row[0] else {}
+            if figures.get("visible_ttft_s") is not None:
+                return False
+            figures["visible_ttft_s"] = seconds
+            conn.execute("UPDATE messages SET metrics_json = ? WHERE id = ?", (_to_json(figures), message_id))
+            conn.execute("""UPDATE runs SET visible_ttft_s = ? WHERE id =
+                            (SELECT MAX(id) FROM runs WHERE message_id = ?)""", (seconds, message_id))
+            return True
 
     # ---- runs ----
     def record_run(self, **fields: Any) -> int:

@@ -400,3 +400,19 @@ def test_an_open_folder_from_an_older_version_is_tightened(tmp_path):
     Store(data).close()
     assert data.stat().st_mode & 0o777 == 0o700
     assert (data / "streamchat.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_visible_ttft_is_kept_once_with_the_reply_and_its_newest_run(store):
+    cid = store.create_conversation()
+    mid = store.add_message(cid, "assistant", "hi", metrics={"ttft_s": 0.1})
+    g = finished_generation()
+    older = store.record_run(**run_fields_from_generation(g, source="chat", conversation_id=cid,
+                                                           message_id=mid))
+    newer = store.record_run(**run_fields_from_generation(g, source="chat", conversation_id=cid,
+                                                           message_id=mid))
+    assert store.record_visible_ttft(mid, 0.412)
+    assert not store.record_visible_ttft(mid, 9.0)          # reported once: the first one stays
+    assert not store.record_visible_ttft("no-such-message", 1.0)
+    assert store.get_message(mid)["metrics"] == {"ttft_s": 0.1, "visible_ttft_s": 0.412}
+    by_id = {r["id"]: r["visible_ttft_s"] for r in store.runs()}
+    assert by_id == {older: None, newer: 0.412}
