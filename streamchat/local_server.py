@@ -227,17 +227,13 @@ class LocalServer:
             "--parallel", str(self.parallel),
             "--ctx-size", str(self.ctx_size),
         ]  # fmt: skip
-        # Run from the package's parent dir so `-m streamchat...` resolves whatever the cwd.
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        # `-m streamchat...` resolves whatever the cwd: the package is installed (pip install -e .).
         self._log.clear()
         proc = _popen(
             args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,  # our protocol lines (llama.cpp's log threads would garble a shared pipe)
             stderr=subprocess.PIPE,  # llama.cpp's log
-            env=env,
             text=True,
             errors="replace",
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the child
