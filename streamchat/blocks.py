@@ -5,6 +5,7 @@ and re-renders only the tail each frame, so a reply costs bytes linear in its le
 only grows, so the splitter scans each character once: O(new text) per frame.
 (streamchat.markdown_safety.LiveMarkdown also freezes a long open block in segments.)
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,8 @@ _OPENER = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 
 @dataclass(frozen=True)
 class Fence:
-    indent: int       # spaces before the opening marker: removed from each content line (CommonMark)
-    marker: str       # the opening run, e.g. "```" or "~~~~"
+    indent: int  # spaces before the opening marker: removed from each content line (CommonMark)
+    marker: str  # the opening run, e.g. "```" or "~~~~"
     language: str | None
 
 
@@ -34,17 +35,21 @@ def fence_opener(line: str) -> Fence | None:
 def closes_fence(line: str, fence: Fence) -> bool:
     """A closing fence: up to 3 spaces, at least as many of the same marker, nothing after."""
     stripped = line.strip()
-    return (len(line) - len(line.lstrip(" ")) <= 3 and stripped[:1] == fence.marker[0]
-            and len(stripped) >= len(fence.marker) and stripped == stripped[0] * len(stripped))
+    return (
+        len(line) - len(line.lstrip(" ")) <= 3
+        and stripped[:1] == fence.marker[0]
+        and len(stripped) >= len(fence.marker)
+        and stripped == stripped[0] * len(stripped)
+    )
 
 
 class BlockSplitter:
     def __init__(self) -> None:
-        self.blocks: list[str] = []   # finished blocks, in order
-        self._start = 0               # where the unfinished tail begins in the text
-        self._scan = 0                # start of the first line not yet classified
-        self.fence: Fence | None = None   # the open code fence, if the tail is one
-        self._content = False         # the tail has a non-blank line
+        self.blocks: list[str] = []  # finished blocks, in order
+        self._start = 0  # where the unfinished tail begins in the text
+        self._scan = 0  # start of the first line not yet classified
+        self.fence: Fence | None = None  # the open code fence, if the tail is one
+        self._content = False  # the tail has a non-blank line
 
     @property
     def tail_start(self) -> int:
@@ -58,7 +63,7 @@ class BlockSplitter:
             end = text.find("\n", self._scan)
             if end < 0:
                 break
-            line = text[self._scan:end]
+            line = text[self._scan : end]
             self._scan = end + 1
             if self.fence is None:
                 fence = fence_opener(line)
@@ -74,14 +79,14 @@ class BlockSplitter:
             elif closes_fence(line, self.fence):
                 self.fence = None
                 self._commit(text, self._scan, new)  # the closing fence ends the code block
-        return new, text[self._start:]
+        return new, text[self._start :]
 
     @staticmethod
     def _line_start(text: str, line_end: int) -> int:
         return text.rfind("\n", 0, line_end) + 1
 
     def _commit(self, text: str, upto: int, new: list[str]) -> None:
-        block = text[self._start:upto].strip("\n")
+        block = text[self._start : upto].strip("\n")
         if block.strip():
             self.blocks.append(block)
             new.append(block)

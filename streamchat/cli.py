@@ -3,6 +3,7 @@
 The API key comes from OPENAI_API_KEY or `.env` only: never a flag (it would land in shell
 history and `ps`), never printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,8 @@ def _repeat(text: str) -> int:
         return compare.validate(int(text), compare.SEQUENTIAL)[0]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be a whole number from {compare.MIN_REPEAT} to {compare.MAX_REPEAT}, not {text!r}") from None
+            f"must be a whole number from {compare.MIN_REPEAT} to {compare.MAX_REPEAT}, not {text!r}"
+        ) from None
 
 
 def _positive(text: str) -> int:
@@ -62,26 +64,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="StreamChat from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser(
-        "compare", help="the same prompt, streaming vs non-streaming",
+        "compare",
+        help="the same prompt, streaming vs non-streaming",
         description="Run one prompt with stream=True and stream=False and compare time to first "
-                    "text, total time and bytes. Without a base URL (flag, OPENAI_BASE_URL or "
-                    ".env) the embedded local model is used. The API key is read from "
-                    "OPENAI_API_KEY or .env.")
+        "text, total time and bytes. Without a base URL (flag, OPENAI_BASE_URL or "
+        ".env) the embedded local model is used. The API key is read from "
+        "OPENAI_API_KEY or .env.",
+    )
     p.add_argument("--prompt", required=True, type=_prompt, help="the user message to send")
-    p.add_argument("--repeat", type=_repeat, default=DEFAULT_REPEAT,
-                   help=f"runs per side, {compare.MIN_REPEAT}-{compare.MAX_REPEAT} "
-                        f"(default {DEFAULT_REPEAT})")
-    p.add_argument("--mode", choices=compare.MODES, default=compare.SEQUENTIAL,
-                   help="sequential: one after the other, alternating which goes first (fair, "
-                        "default); race: both at once")
+    p.add_argument(
+        "--repeat",
+        type=_repeat,
+        default=DEFAULT_REPEAT,
+        help=f"runs per side, {compare.MIN_REPEAT}-{compare.MAX_REPEAT} (default {DEFAULT_REPEAT})",
+    )
+    p.add_argument(
+        "--mode",
+        choices=compare.MODES,
+        default=compare.SEQUENTIAL,
+        help="sequential: one after the other, alternating which goes first (fair, "
+        "default); race: both at once",
+    )
     p.add_argument("--base-url", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--model", help="model name at the base URL (default: OPENAI_MODEL, else the first "
-                                    "the endpoint lists); the embedded model has just one")
-    p.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
-                   help=f"reply length limit (default {DEFAULT_MAX_TOKENS})")
-    p.add_argument("--no-warmup", action="store_true",
-                   help="skip the uncounted warm-up request (then the first run also measures "
-                        "connection setup and a cold prompt cache)")
+    p.add_argument(
+        "--model",
+        help="model name at the base URL (default: OPENAI_MODEL, else the first "
+        "the endpoint lists); the embedded model has just one",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=_positive,
+        default=DEFAULT_MAX_TOKENS,
+        help=f"reply length limit (default {DEFAULT_MAX_TOKENS})",
+    )
+    p.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip the uncounted warm-up request (then the first run also measures "
+        "connection setup and a cold prompt cache)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-save", action="store_true", help="do not record the runs in the store")
     return parser
@@ -110,23 +131,31 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
     store = None
     if not args.no_save:
         from .store import Store
+
         try:
             store = Store(settings.data_dir)
         except Exception as exc:
-            raise CliError(f"Cannot open the store in {settings.data_dir}: {exc}. "
-                           "Set STREAMCHAT_DATA_DIR or pass --no-save.") from None
+            raise CliError(
+                f"Cannot open the store in {settings.data_dir}: {exc}. "
+                "Set STREAMCHAT_DATA_DIR or pass --no-save."
+            ) from None
     params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, seed=SEED)
     comparison = compare.Comparison(
-        [{"role": "user", "content": args.prompt}], endpoint, params=params, repeat=args.repeat,
-        mode=args.mode, warmup=not args.no_warmup,
-        on_generation_done=compare.record_to_store(store, source="cli") if store else None)
+        [{"role": "user", "content": args.prompt}],
+        endpoint,
+        params=params,
+        repeat=args.repeat,
+        mode=args.mode,
+        warmup=not args.no_warmup,
+        on_generation_done=compare.record_to_store(store, source="cli") if store else None,
+    )
     bar = ProgressBar(sys.stderr)
     try:
         comparison.start()
         while not comparison.wait(0.1):
             bar.draw(comparison)
     except KeyboardInterrupt:
-        comparison.stop()   # the runner closes the connections in flight
+        comparison.stop()  # the runner closes the connections in flight
         comparison.wait(5)
         bar.clear()
         done = sum(1 for r in compare.run_rows(comparison.pairs) if r["state"] == "done")
@@ -158,8 +187,9 @@ def resolve_endpoint(args: argparse.Namespace, settings: Settings) -> Endpoint:
     return RemoteConfig(base_url, settings.api_key, model).endpoint()
 
 
-def report(comparison: compare.Comparison, endpoint: Endpoint, args: argparse.Namespace,
-           settings: Settings) -> int:
+def report(
+    comparison: compare.Comparison, endpoint: Endpoint, args: argparse.Namespace, settings: Settings
+) -> int:
     summary = comparison.summary()
     outcomes = comparison.outcomes()
     verdict = compare.verdict(summary, outcomes)
@@ -170,22 +200,33 @@ def report(comparison: compare.Comparison, endpoint: Endpoint, args: argparse.Na
         _say(_one_line(comparison.error or (messages[0] if messages else verdict), settings))
         return EXIT_FAILED
     if args.json:
-        print(json.dumps({
-            "command": "compare",
-            "endpoint": {"provider": endpoint.provider, "base_url": safe_base_url(endpoint.base_url),
-                         "model": endpoint.model},
-            "mode": comparison.mode,
-            "repeat": comparison.repeat,
-            "params": dataclasses.asdict(comparison.params),
-            "summary": summary,
-            "outcomes": outcomes,
-            "verdict": verdict,
-            "runs": runs,
-            "error": comparison.error,
-        }, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "command": "compare",
+                    "endpoint": {
+                        "provider": endpoint.provider,
+                        "base_url": safe_base_url(endpoint.base_url),
+                        "model": endpoint.model,
+                    },
+                    "mode": comparison.mode,
+                    "repeat": comparison.repeat,
+                    "params": dataclasses.asdict(comparison.params),
+                    "summary": summary,
+                    "outcomes": outcomes,
+                    "verdict": verdict,
+                    "runs": runs,
+                    "error": comparison.error,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
-        print(f"{endpoint.model} at {safe_base_url(endpoint.base_url)} · {comparison.mode} · "
-              f"{comparison.repeat} repeat(s)")
+        print(
+            f"{endpoint.model} at {safe_base_url(endpoint.base_url)} · {comparison.mode} · "
+            f"{comparison.repeat} repeat(s)"
+        )
         print(format_table(summary))
         print(verdict)
     for side, out in outcomes.items():
@@ -212,10 +253,17 @@ def format_value(value: Any, unit: str) -> str:
 
 def format_table(summary: list[dict]) -> str:
     header = ["", "stream median", "p95", "non-stream median", "p95"]
-    body = [[row["label"],
-             *(format_value(row[f"{side}_{stat}"], row["unit"])
-               for side in ("stream", "non_stream") for stat in ("median", "p95"))]
-            for row in summary]
+    body = [
+        [
+            row["label"],
+            *(
+                format_value(row[f"{side}_{stat}"], row["unit"])
+                for side in ("stream", "non_stream")
+                for stat in ("median", "p95")
+            ),
+        ]
+        for row in summary
+    ]
     n = summary[0] if summary else {}
     body.append(["Runs done", str(n.get("stream_n", 0)), "", str(n.get("non_stream_n", 0)), ""])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
@@ -229,6 +277,7 @@ def format_table(summary: list[dict]) -> str:
 
 class ProgressBar:
     """A one-line text bar redrawn with \\r; only on a terminal, so logs and pipes stay clean."""
+
     WIDTH = 24
 
     def __init__(self, stream: TextIO):
@@ -247,10 +296,15 @@ class ProgressBar:
         if pair is None and comparison.warmup_generation is not None:
             live = "warm-up"
         elif pair is not None:
-            live = "  ".join(f"{side}: {g.status_label}" for side in compare.SIDES
-                             if (g := pair.get(side)) is not None and not g.is_finished)
-        line = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} runs "
-                f"{time.perf_counter() - self.t0:5.1f} s  {live}")
+            live = "  ".join(
+                f"{side}: {g.status_label}"
+                for side in compare.SIDES
+                if (g := pair.get(side)) is not None and not g.is_finished
+            )
+        line = (
+            f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} runs "
+            f"{time.perf_counter() - self.t0:5.1f} s  {live}"
+        )
         self.stream.write("\r" + line + "\033[K")
         self.stream.flush()
         self.drawn = True
@@ -277,7 +331,7 @@ def _one_line(message: str, settings: Settings) -> str:
 
 
 class _OneLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:   # no traceback, ever
+    def format(self, record: logging.LogRecord) -> str:  # no traceback, ever
         return f"streamchat: {record.getMessage().splitlines()[0] if record.getMessage() else ''}"
 
 

@@ -5,14 +5,16 @@ A Comparison runs the same request (messages, model, params) with stream=True an
 through the shared Runner, `repeat` times, on a background thread; the UI or the CLI reads its
 pairs while it runs and summarises them when it is done. No Streamlit here.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import metrics
 from .generation import DONE, FAILED, STOPPED, Generation, GenerationParams, GenerationRequest, Timeouts
@@ -34,21 +36,22 @@ MODES = (SEQUENTIAL, RACE)
 MIN_REPEAT, MAX_REPEAT = 1, 20
 
 # Failures that the next repeat would only repeat: stop starting new ones.
-FATAL_ERROR_KINDS = frozenset({"unreachable", "auth", "model_not_found", "setup", "bad_request",
-                               "context_length"})
+FATAL_ERROR_KINDS = frozenset(
+    {"unreachable", "auth", "model_not_found", "setup", "bad_request", "context_length"}
+)
 
-WARMUP_GRACE_S = 0.5   # how long the warm-up may go on after its first text
-WARMUP_MAX_S = 10.0    # a slow prefill must not hold the comparison up: stop the warm-up then
+WARMUP_GRACE_S = 0.5  # how long the warm-up may go on after its first text
+WARMUP_MAX_S = 10.0  # a slow prefill must not hold the comparison up: stop the warm-up then
 
 DoneHook = Callable[[Generation, str], None]
 
 
 @dataclass
 class ComparePair:
-    index: int                          # 0-based repeat number
+    index: int  # 0-based repeat number
     stream: Generation | None = None
-    whole: Generation | None = None     # the stream=False generation
-    stream_first: bool = True           # which side was started first (sequential mode alternates)
+    whole: Generation | None = None  # the stream=False generation
+    stream_first: bool = True  # which side was started first (sequential mode alternates)
 
     def get(self, side: str) -> Generation | None:
         return self.stream if side == STREAM else self.whole
@@ -74,11 +77,19 @@ def validate(repeat: Any, mode: Any) -> tuple[int, str]:
 class Comparison:
     """Run with start(); read pairs/current/progress/is_finished/error from any thread; stop() any time."""
 
-    def __init__(self, messages: Iterable[dict[str, str]], endpoint: EndpointSource, *,
-                 params: GenerationParams = GenerationParams(), repeat: int = 1,
-                 mode: str = SEQUENTIAL, timeouts: Timeouts = Timeouts(),
-                 runner: Runner | None = None, on_generation_done: DoneHook | None = None,
-                 warmup: bool = True):
+    def __init__(
+        self,
+        messages: Iterable[dict[str, str]],
+        endpoint: EndpointSource,
+        *,
+        params: GenerationParams = GenerationParams(),
+        repeat: int = 1,
+        mode: str = SEQUENTIAL,
+        timeouts: Timeouts = Timeouts(),
+        runner: Runner | None = None,
+        on_generation_done: DoneHook | None = None,
+        warmup: bool = True,
+    ):
         self.repeat, self.mode = validate(repeat, mode)
         self.messages = tuple(dict(m) for m in messages)
         if not self.messages:
@@ -92,10 +103,10 @@ class Comparison:
         # request, uncounted, keeps that off whichever side would go first.
         self.warmup = warmup
         self.warmup_generation: Generation | None = None
-        self.error: str | None = None     # the comparison itself broke (not a failed generation)
+        self.error: str | None = None  # the comparison itself broke (not a failed generation)
         self._runner = runner
         self._pairs: list[ComparePair] = []
-        self._lock = threading.Lock()     # orders "start a generation" against stop()
+        self._lock = threading.Lock()  # orders "start a generation" against stop()
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,8 +187,10 @@ class Comparison:
                         g = self._launch(runner, pair, stream)
                         if g is not None:
                             self._await(g)
-                if any(g.state == FAILED and g.error and g.error.kind in FATAL_ERROR_KINDS
-                       for g in pair.generations):
+                if any(
+                    g.state == FAILED and g.error and g.error.kind in FATAL_ERROR_KINDS
+                    for g in pair.generations
+                ):
                     break
         except Exception as exc:
             log.exception("comparison failed")
@@ -191,8 +204,12 @@ class Comparison:
 
         Left to finish so its connection stays in the pool (a TLS handshake is part of the cold
         start); stopped shortly after its first text if the server ignores max_tokens."""
-        request = GenerationRequest(self.messages, stream=True, timeouts=self.timeouts,
-                                    params=dataclasses.replace(self.params, max_tokens=1))
+        request = GenerationRequest(
+            self.messages,
+            stream=True,
+            timeouts=self.timeouts,
+            params=dataclasses.replace(self.params, max_tokens=1),
+        )
         with self._lock:
             if self._stopping.is_set():
                 return
@@ -205,8 +222,7 @@ class Comparison:
             g.wait()
 
     def _launch(self, runner: Runner, pair: ComparePair, stream: bool) -> Generation | None:
-        request = GenerationRequest(self.messages, stream=stream, params=self.params,
-                                    timeouts=self.timeouts)
+        request = GenerationRequest(self.messages, stream=stream, params=self.params, timeouts=self.timeouts)
         with self._lock:
             if self._stopping.is_set():
                 return None
@@ -218,7 +234,7 @@ class Comparison:
         return g
 
     def _await(self, g: Generation) -> None:
-        g.wait()   # bounded: the request's timeouts end every generation
+        g.wait()  # bounded: the request's timeouts end every generation
         if self.on_generation_done is not None:
             try:
                 self.on_generation_done(g, STREAM if g.request.stream else NON_STREAM)
@@ -245,7 +261,7 @@ def generation_values(g: Generation) -> dict[str, Any]:
     e2e = m.e2e.value
     tokens = m.output_tokens.value
     if not g.request.stream and m.output_tokens.source == metrics.ESTIMATED:
-        tokens = None   # no usage in the body: "one chunk per token" means nothing for one body
+        tokens = None  # no usage in the body: "one chunk per token" means nothing for one body
     reasoning = m.reasoning_tokens.value
     if not g.request.stream and m.reasoning_tokens.source == metrics.ESTIMATED:
         reasoning = None
@@ -287,21 +303,32 @@ def run_rows(pairs: Iterable[ComparePair]) -> list[dict]:
 # metric key, label, unit, help. Labels stay short (a table column at 1280 px, a projector);
 # what they mean exactly is in the help text, shown beside the table.
 ROWS = (
-    ("first_text_s", "Time to first text", "s",
-     "Request sent → first visible text. Streaming: TTFT. Non-streaming: the whole wait (= E2E)."),
-    ("e2e_s", "Total time (E2E)", "s",
-     "Request sent → last content chunk (non-streaming: → body received)."),
+    (
+        "first_text_s",
+        "Time to first text",
+        "s",
+        "Request sent → first visible text. Streaming: TTFT. Non-streaming: the whole wait (= E2E).",
+    ),
+    ("e2e_s", "Total time (E2E)", "s", "Request sent → last content chunk (non-streaming: → body received)."),
     ("output_tokens", "Output tokens", "tokens", metrics.HELP["output_tokens"]),
-    ("tok_per_s", "Tok/s", "tok/s",
-     "Streaming: decode rate 1 / TPOT. Non-streaming: effective rate = output tokens ÷ E2E."),
+    (
+        "tok_per_s",
+        "Tok/s",
+        "tok/s",
+        "Streaming: decode rate 1 / TPOT. Non-streaming: effective rate = output tokens ÷ E2E.",
+    ),
     ("bytes", "Bytes on the wire", "bytes", metrics.HELP["bytes"]),
     ("chunks", "Chunks", "chunks", "Chunks received (non-streaming: one body)."),
 )
 # Shown (in summary(), the table, the CLI) only when some run had thinking.
 REASONING_ROWS = (
-    ("first_answer_s", "Time to answer", "s",
-     "Request sent → first answer text, after the thinking. Streaming: time to answer. "
-     "Non-streaming: the whole wait (= E2E)."),
+    (
+        "first_answer_s",
+        "Time to answer",
+        "s",
+        "Request sent → first answer text, after the thinking. Streaming: time to answer. "
+        "Non-streaming: the whole wait (= E2E).",
+    ),
     ("thinking_s", "Thinking", "s", metrics.HELP["thinking_s"] + " Streaming only."),
     ("reasoning_tokens", "Thinking tokens", "tokens", metrics.HELP["reasoning_tokens"]),
 )
@@ -358,9 +385,9 @@ def _medians(summary: list[dict], metric: str) -> tuple[float | None, float | No
 
 # Differences smaller than this are noise between two runs of the same request: the verdict
 # says "about the same" rather than a percentage (which could round to "-0 %").
-SAME_RELATIVE = 0.05      # 5 % of the non-streaming figure
-SAME_TIME_S = 0.02        # or 20 ms, whichever is larger
-SAME_RATIO = 1.05         # first text / bytes: under 1.05× either way is "about the same"
+SAME_RELATIVE = 0.05  # 5 % of the non-streaming figure
+SAME_TIME_S = 0.02  # or 20 ms, whichever is larger
+SAME_RATIO = 1.05  # first text / bytes: under 1.05× either way is "about the same"
 
 
 def _times(ratio: float) -> str:
@@ -411,13 +438,17 @@ def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str
         parts.append(f"total time {total_time_phrase(e2e_s, e2e_w)}")
     if bytes_s is not None and bytes_w:
         ratio = bytes_s / bytes_w
-        parts.append("about the same bytes" if 1 / SAME_RATIO < ratio < SAME_RATIO
-                     else f"{_times(ratio)} the bytes")
+        parts.append(
+            "about the same bytes" if 1 / SAME_RATIO < ratio < SAME_RATIO else f"{_times(ratio)} the bytes"
+        )
     answer_s, _ = _medians(summary, "first_answer_s")
     thinking_s, _ = _medians(summary, "thinking_s")
     if thinking_s is not None:
-        seen = (f"first answer words after {metrics.format_seconds(answer_s)}; "
-                if answer_s is not None else "no answer words after the thinking; ")
+        seen = (
+            f"first answer words after {metrics.format_seconds(answer_s)}; "
+            if answer_s is not None
+            else "no answer words after the thinking; "
+        )
         parts.append(f"streaming: {seen}thinking visible after {metrics.format_seconds(first_s)}")
     return "; ".join(parts + notes)
 
@@ -438,7 +469,7 @@ def visible_text_timeline(generation: Generation, kind: str = ANSWER) -> list[tu
         return []
     points = [(0.0, 0)]
     visible = 0
-    for chunk in list(g.chunks):   # copy: the runner may append while we read
+    for chunk in list(g.chunks):  # copy: the runner may append while we read
         text = chunk.reasoning if kind == THINKING else chunk.text
         if text:
             if not g.request.stream:
@@ -454,4 +485,5 @@ def params_for_comparison(params: GenerationParams, seed: int = 1234) -> Generat
     return dataclasses.replace(
         params,
         temperature=0.0 if params.temperature is None else params.temperature,
-        seed=seed if params.seed is None else params.seed)
+        seed=seed if params.seed is None else params.seed,
+    )

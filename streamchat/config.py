@@ -1,10 +1,11 @@
 """Configuration from the environment and an optional `.env` file (see DESIGN.md)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 
@@ -21,7 +22,7 @@ class Settings:
     model: str | None = None
     local_model_path: str | None = None
     data_dir: Path = Path("data")
-    problems: tuple[str, ...] = ()   # what was wrong with the configuration, for the user
+    problems: tuple[str, ...] = ()  # what was wrong with the configuration, for the user
 
     @property
     def default_provider(self) -> str:
@@ -32,8 +33,9 @@ class Settings:
         return self.base_url or OPENAI_DEFAULT_BASE_URL
 
 
-def load_settings(env_file: str | os.PathLike | None = ".env",
-                  environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    env_file: str | os.PathLike | None = ".env", environ: Mapping[str, str] | None = None
+) -> Settings:
     """Real environment variables win over the `.env` file, as python-dotenv does by default."""
     values: dict[str, str] = {}
     problems: list[str] = []
@@ -41,8 +43,10 @@ def load_settings(env_file: str | os.PathLike | None = ".env",
         try:
             values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         except UnicodeDecodeError as exc:
-            problems.append(f"`{env_file}` is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                            f"position {exc.start}), so it was ignored: save it as UTF-8.")
+            problems.append(
+                f"`{env_file}` is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                f"position {exc.start}), so it was ignored: save it as UTF-8."
+            )
     values.update(os.environ if environ is None else environ)
 
     def get(name: str) -> str | None:

@@ -2,6 +2,7 @@
 
 No exception text reaches the user unfiltered: server messages are trimmed and secrets redacted.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ import openai
 from .generation import ErrorInfo
 
 # Key-looking strings, whatever key is configured: sk-…, SK-…, sk_… (not inside a word like "task_…").
-_SECRET_PATTERN = re.compile(r"(?<![A-Za-z0-9])sk[-_][A-Za-z0-9_\-*.]{6,}|\bBearer\s+[A-Za-z0-9._~+/=*-]+",
-                             re.IGNORECASE)
+_SECRET_PATTERN = re.compile(
+    r"(?<![A-Za-z0-9])sk[-_][A-Za-z0-9_\-*.]{6,}|\bBearer\s+[A-Za-z0-9._~+/=*-]+", re.IGNORECASE
+)
 # The user:password@ part of any URL ("[^/?#\s]*" stops at the end of the authority).
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 # Configured keys shorter than this are not secrets: local servers take any placeholder ("x",
@@ -24,7 +26,8 @@ MIN_SECRET_LENGTH = 8
 _TOKEN_CHAR = r"A-Za-z0-9_\-"
 _CONTEXT_PATTERN = re.compile(
     r"context length|context_length|maximum context|too long|exceeds? the (available )?context|n_ctx",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 class UserFacingError(Exception):
@@ -86,76 +89,109 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
         return None
 
 
-def classify(exc: BaseException, *, base_url: str = "", model: str = "",
-             had_content: bool = False, secrets: tuple[str, ...] = (),
-             embedded: bool = False) -> ErrorInfo:
+def classify(
+    exc: BaseException,
+    *,
+    base_url: str = "",
+    model: str = "",
+    had_content: bool = False,
+    secrets: tuple[str, ...] = (),
+    embedded: bool = False,
+) -> ErrorInfo:
     info = _classify(exc, base_url=base_url, model=model, had_content=had_content, secrets=secrets)
     if embedded and info.kind in ("dropped", "unreachable"):
         kept = " The partial reply is kept." if had_content else ""
-        info.message = (f"The embedded model server stopped.{kept} It is restarted on the next "
-                        "request: press Retry.")
+        info.message = (
+            f"The embedded model server stopped.{kept} It is restarted on the next request: press Retry."
+        )
     info.message = redact(info.message, secrets)
     return info
 
 
-def _classify(exc: BaseException, *, base_url: str, model: str, had_content: bool,
-              secrets: tuple[str, ...]) -> ErrorInfo:
+def _classify(
+    exc: BaseException, *, base_url: str, model: str, had_content: bool, secrets: tuple[str, ...]
+) -> ErrorInfo:
     kept = " The partial reply is kept." if had_content else ""
     if isinstance(exc, UserFacingError):
         return ErrorInfo("setup", str(exc))
     if isinstance(exc, FirstTokenTimeout):
-        return ErrorInfo("first_token_timeout",
-                         f"No reply started within {exc.args[0]:g} s. The server may be overloaded "
-                         "or the prompt very long: retry, or raise the first-token timeout.")
+        return ErrorInfo(
+            "first_token_timeout",
+            f"No reply started within {exc.args[0]:g} s. The server may be overloaded "
+            "or the prompt very long: retry, or raise the first-token timeout.",
+        )
     if isinstance(exc, StreamStalled):
-        return ErrorInfo("stalled",
-                         f"The reply stalled: nothing arrived for {exc.args[0]:g} s.{kept} "
-                         "Retry, or raise the idle timeout.")
+        return ErrorInfo(
+            "stalled",
+            f"The reply stalled: nothing arrived for {exc.args[0]:g} s.{kept} "
+            "Retry, or raise the idle timeout.",
+        )
     if isinstance(exc, StreamEndedEarly):
         return ErrorInfo("dropped", f"The connection closed before the reply finished.{kept} Retry.")
     if isinstance(exc, EmptyReply):
         return ErrorInfo("empty_reply", "The model returned an empty reply. Retry or rephrase.")
     if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, MalformedChunk)):
-        return ErrorInfo("malformed",
-                         f"The server sent a malformed chunk the app could not read.{kept} Retry; "
-                         "if it persists the endpoint is not OpenAI-compatible.")
+        return ErrorInfo(
+            "malformed",
+            f"The server sent a malformed chunk the app could not read.{kept} Retry; "
+            "if it persists the endpoint is not OpenAI-compatible.",
+        )
     if isinstance(exc, openai.APITimeoutError):
-        return ErrorInfo("timeout", f"The request to {base_url} timed out.{kept} Retry, "
-                                    "or raise the timeouts in Advanced settings.")
+        return ErrorInfo(
+            "timeout",
+            f"The request to {base_url} timed out.{kept} Retry, or raise the timeouts in Advanced settings.",
+        )
     if isinstance(exc, openai.APIConnectionError):
         if had_content:
             return ErrorInfo("dropped", f"The connection dropped mid-reply.{kept} Retry.")
-        return ErrorInfo("unreachable",
-                         f"Cannot reach {base_url}. Check that the server is running and the base URL "
-                         "is right.")
+        return ErrorInfo(
+            "unreachable",
+            f"Cannot reach {base_url}. Check that the server is running and the base URL is right.",
+        )
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = _server_message(exc, secrets)
         said = f' The server said: "{detail}"' if detail else ""
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused access"
-            return ErrorInfo("auth", f"The server {what} ({status}). Check the API key in the "
-                                     f"sidebar.{said}", status)
+            return ErrorInfo(
+                "auth", f"The server {what} ({status}). Check the API key in the sidebar.{said}", status
+            )
         if status == 404:
-            return ErrorInfo("model_not_found",
-                             f"Model '{model}' was not found at this endpoint (404). Pick another "
-                             f"model in the sidebar.{said}", status)
+            return ErrorInfo(
+                "model_not_found",
+                f"Model '{model}' was not found at this endpoint (404). Pick another "
+                f"model in the sidebar.{said}",
+                status,
+            )
         if status == 429:
             retry = _retry_after(exc)
             when = f"Retry after {retry:g} s." if retry is not None else "Wait a moment and retry."
-            return ErrorInfo("rate_limited", f"Rate limited by the server (429). {when}{said}",
-                             status, retry)
+            return ErrorInfo("rate_limited", f"Rate limited by the server (429). {when}{said}", status, retry)
         if status in (400, 413) and _CONTEXT_PATTERN.search(detail):
-            return ErrorInfo("context_length", f"The conversation is too long for the model's "
-                                               f"context. Trim the oldest messages and retry.{said}",
-                             status)
+            return ErrorInfo(
+                "context_length",
+                f"The conversation is too long for the model's "
+                f"context. Trim the oldest messages and retry.{said}",
+                status,
+            )
         if 400 <= status < 500:
-            return ErrorInfo("bad_request", f"The server rejected the request ({status}). Check the "
-                                            f"settings.{said}", status)
-        return ErrorInfo("server_error", f"The server failed ({status}).{kept} Retry in a moment.{said}",
-                         status, _retry_after(exc))
+            return ErrorInfo(
+                "bad_request",
+                f"The server rejected the request ({status}). Check the settings.{said}",
+                status,
+            )
+        return ErrorInfo(
+            "server_error",
+            f"The server failed ({status}).{kept} Retry in a moment.{said}",
+            status,
+            _retry_after(exc),
+        )
     if isinstance(exc, openai.OpenAIError):
         return ErrorInfo("client_error", f"Request failed: {redact(str(exc), secrets, limit=200)}")
     detail = redact(" ".join(str(exc).split()), secrets, limit=200)
-    return ErrorInfo("unexpected", f"Unexpected error ({type(exc).__name__}: {detail}).{kept} "
-                                   "Retry; if it persists, report it with the app's log.")
+    return ErrorInfo(
+        "unexpected",
+        f"Unexpected error ({type(exc).__name__}: {detail}).{kept} "
+        "Retry; if it persists, report it with the app's log.",
+    )

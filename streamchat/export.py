@@ -2,6 +2,7 @@
 
 A reply's thinking (`reasoning`) is exported with it: Markdown puts it in a quoted "Thinking"
 section before the answer; JSON keeps each message's `reasoning` field."""
+
 from __future__ import annotations
 
 import csv
@@ -47,7 +48,7 @@ def thinking_markdown(reasoning: str) -> list[str]:
     return ["> **Thinking**", ">", *(f"> {line}" if line.strip() else ">" for line in lines), ""]
 
 
-PRIVATE_FIELDS = ("owner",)   # the session token: whoever has it can list that session's chats
+PRIVATE_FIELDS = ("owner",)  # the session token: whoever has it can list that session's chats
 
 
 def conversation_json(conversation: dict, messages: list[dict]) -> str:
@@ -81,8 +82,8 @@ def _is_empty(value: Any) -> bool:
     if isinstance(value, float):
         return math.isnan(value)
     try:
-        return bool(value != value)   # NaN-likes (numpy floats, NaT) differ from themselves
-    except (TypeError, ValueError):    # pd.NA refuses bool(); arrays have no single truth
+        return bool(value != value)  # NaN-likes (numpy floats, NaT) differ from themselves
+    except (TypeError, ValueError):  # pd.NA refuses bool(); arrays have no single truth
         return type(value).__name__ in ("NAType", "NaTType")
 
 
@@ -97,13 +98,13 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return _iso(value)
     if hasattr(value, "item") and not isinstance(value, (dict, list, str)):
-        return value.item()   # numpy scalars: plain int / float / bool
+        return value.item()  # numpy scalars: plain int / float / bool
     return value
 
 
 def _cell(value: Any) -> Any:
     if _is_empty(value):
-        return ""   # an empty field, not "nan" / "NaT" / "None"
+        return ""  # an empty field, not "nan" / "NaT" / "None"
     if isinstance(value, (datetime, date)):
         return _iso(value)
     if isinstance(value, (dict, list)):

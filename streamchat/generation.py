@@ -9,19 +9,21 @@ A reasoning model's reply has two texts: `reasoning` (the thinking, from `reason
 `reasoning` or inline `<think>…</think>`; see streamchat.reasoning) and `text` (the answer only).
 Both kinds of token are output tokens: `token_times` holds every chunk that carried either.
 """
+
 from __future__ import annotations
 
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # States, in the order a generation moves through them.
-PENDING = "pending"                      # queued, endpoint being resolved / connection being made
+PENDING = "pending"  # queued, endpoint being resolved / connection being made
 WAITING_FIRST_TOKEN = "waiting_first_token"  # request sent, no token yet (prefill)
-THINKING = "thinking"                    # reasoning tokens arriving, no answer yet
-STREAMING = "streaming"                  # answer (content) arriving
+THINKING = "thinking"  # reasoning tokens arriving, no answer yet
+STREAMING = "streaming"  # answer (content) arriving
 DONE = "done"
 STOPPED = "stopped"
 FAILED = "failed"
@@ -43,7 +45,8 @@ _ids = itertools.count(1)
 @dataclass(frozen=True)
 class Endpoint:
     """Where a request goes. `api_key` never appears in repr, logs or the store."""
-    provider: str               # "local" | "remote"
+
+    provider: str  # "local" | "remote"
     base_url: str
     model: str
     api_key: str = field(default="", repr=False)
@@ -52,6 +55,7 @@ class Endpoint:
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling parameters; None means "not sent" (the server's own default applies)."""
+
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
@@ -61,24 +65,23 @@ class GenerationParams:
     presence_penalty: float | None = None
     # llama.cpp server fields (see LLAMA_CPP_FIELDS): sent only to the embedded server, since
     # other endpoints (OpenAI) reject unknown fields.
-    repeat_penalty: float | None = None     # 1.0 = off
-    repeat_last_n: int | None = None        # tokens the repeat/frequency/presence penalties look back
-    dry_multiplier: float | None = None     # DRY: penalises extending a sequence already seen; 0 = off
+    repeat_penalty: float | None = None  # 1.0 = off
+    repeat_last_n: int | None = None  # tokens the repeat/frequency/presence penalties look back
+    dry_multiplier: float | None = None  # DRY: penalises extending a sequence already seen; 0 = off
     top_k: int | None = None
     min_p: float | None = None
 
 
-OPENAI_FIELDS = ("temperature", "max_tokens", "seed", "top_p", "frequency_penalty",
-                 "presence_penalty")
+OPENAI_FIELDS = ("temperature", "max_tokens", "seed", "top_p", "frequency_penalty", "presence_penalty")
 LLAMA_CPP_FIELDS = ("repeat_penalty", "repeat_last_n", "dry_multiplier", "top_k", "min_p")
 
 
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = 10.0
-    first_token: float = 120.0   # prefill of a long prompt on CPU can take a while
-    idle: float = 30.0           # longest gap allowed between chunks once streaming
-    whole_reply: float = 600.0   # non-stream: nothing arrives until the end, so one big bound
+    first_token: float = 120.0  # prefill of a long prompt on CPU can take a while
+    idle: float = 30.0  # longest gap allowed between chunks once streaming
+    whole_reply: float = 600.0  # non-stream: nothing arrives until the end, so one big bound
 
 
 @dataclass(frozen=True)
@@ -87,21 +90,21 @@ class GenerationRequest:
     stream: bool = True
     params: GenerationParams = GenerationParams()
     timeouts: Timeouts = Timeouts()
-    stop_rules: tuple = ()   # stop_rules.Rule: checked on the partial text as it streams
+    stop_rules: tuple = ()  # stop_rules.Rule: checked on the partial text as it streams
 
 
 @dataclass(frozen=True)
 class ChunkEvent:
-    t: float          # perf_counter when the chunk was received, before any other work
-    text: str         # answer delta ("" for role-only / empty deltas / reasoning-only chunks)
+    t: float  # perf_counter when the chunk was received, before any other work
+    text: str  # answer delta ("" for role-only / empty deltas / reasoning-only chunks)
     bytes_total: int  # bytes received on the wire so far
-    reasoning: str = ""   # reasoning delta
+    reasoning: str = ""  # reasoning delta
 
 
 @dataclass
 class ErrorInfo:
-    kind: str                   # e.g. "unreachable", "auth", "rate_limited"; see errors.py
-    message: str                # short, human: what happened and what to do
+    kind: str  # e.g. "unreachable", "auth", "rate_limited"; see errors.py
+    message: str  # short, human: what happened and what to do
     status: int | None = None
     retry_after: float | None = None
 
@@ -110,19 +113,19 @@ class Generation:
     def __init__(self, request: GenerationRequest, endpoint: Endpoint | None = None):
         self.id = next(_ids)
         self.request = request
-        self.endpoint = endpoint            # resolved endpoint (set by the runner for local)
+        self.endpoint = endpoint  # resolved endpoint (set by the runner for local)
         self.state = PENDING
-        self.text = ""                      # the answer so far (never the thinking)
-        self.reasoning = ""                 # the thinking so far
+        self.text = ""  # the answer so far (never the thinking)
+        self.reasoning = ""  # the thinking so far
         self.chunks: list[ChunkEvent] = []  # every chunk received, content or not
         self.content_times: list[float] = []  # receive time of each chunk that carried answer text
         self.reasoning_times: list[float] = []  # … of each chunk that carried reasoning
         self.token_times: list[float] = []  # … of each chunk that carried a token of any kind
         self.t_created = time.perf_counter()
         self.t_request_start: float | None = None  # the runner asked the SDK to send it
-        self.t_sent: float | None = None          # request written to the connection (wire.py)
-        self.t_headers: float | None = None       # response headers received (time to first byte)
-        self.t_first_token: float | None = None   # first token of any kind (reasoning or answer)
+        self.t_sent: float | None = None  # request written to the connection (wire.py)
+        self.t_headers: float | None = None  # response headers received (time to first byte)
+        self.t_first_token: float | None = None  # first token of any kind (reasoning or answer)
         self.t_last_token: float | None = None
         self.t_first_reasoning: float | None = None
         self.t_last_reasoning: float | None = None
@@ -132,16 +135,16 @@ class Generation:
         # in a reply that did not open with `<think>`; see streamchat.reasoning): a renderer
         # that keeps finished blocks of `text` starts over when this changes.
         self.answer_restarts = 0
-        self.t_end: float | None = None           # terminal state reached
+        self.t_end: float | None = None  # terminal state reached
         self.t_stop_requested: float | None = None
         self.bytes_received = 0
-        self.usage: dict[str, Any] | None = None     # server-reported usage
-        self.timings: dict[str, Any] | None = None   # llama.cpp server timings
+        self.usage: dict[str, Any] | None = None  # server-reported usage
+        self.timings: dict[str, Any] | None = None  # llama.cpp server timings
         self.finish_reason: str | None = None
-        self.model_reported: str | None = None       # model name echoed by the server
+        self.model_reported: str | None = None  # model name echoed by the server
         self.error: ErrorInfo | None = None
-        self.rules = None            # stop_rules.StopRuleEvaluator when the request has rules
-        self.rule_hit = None         # stop_rules.RuleHit: the rule that stopped this reply, and where
+        self.rules = None  # stop_rules.StopRuleEvaluator when the request has rules
+        self.rule_hit = None  # stop_rules.RuleHit: the rule that stopped this reply, and where
         self._finished = threading.Event()
         self._stop_callback: Callable[[], None] | None = None
         self._done_callbacks: list[Callable[[Generation], None]] = []
@@ -194,7 +197,7 @@ class Generation:
         if self._stop_callback is not None:
             self._stop_callback()
 
-    def add_done_callback(self, fn: Callable[["Generation"], None]) -> None:
+    def add_done_callback(self, fn: Callable[[Generation], None]) -> None:
         """fn(generation) runs once on the runner thread when the generation ends."""
         if self.is_finished:
             fn(self)
@@ -202,8 +205,9 @@ class Generation:
             self._done_callbacks.append(fn)
 
     # ---- writing (runner only) -----------------------------------------------------------
-    def _record_chunk(self, t: float, delta: str, reasoning_delta: str = "",
-                      token: bool | None = None) -> None:
+    def _record_chunk(
+        self, t: float, delta: str, reasoning_delta: str = "", token: bool | None = None
+    ) -> None:
         """One chunk received at `t`: its answer text and reasoning text. `token`: the chunk
         carried a token of any kind (default: either text is non-empty); the runner says True
         for content held back as a possible partial `<think>` tag, which is released later."""
@@ -263,11 +267,13 @@ class Generation:
             if self.reasoning_times:
                 self.t_first_reasoning = self.reasoning_times[0]
                 self.t_last_reasoning = self.reasoning_times[-1]
-            self.chunks = [ChunkEvent(c.t, "", c.bytes_total, c.reasoning + c.text) if c.text
-                           else c for c in self.chunks]
-        else:   # only whitespace before <think>: nothing worth keeping as either text
-            self.chunks = [ChunkEvent(c.t, "", c.bytes_total, c.reasoning) if c.text
-                           else c for c in self.chunks]
+            self.chunks = [
+                ChunkEvent(c.t, "", c.bytes_total, c.reasoning + c.text) if c.text else c for c in self.chunks
+            ]
+        else:  # only whitespace before <think>: nothing worth keeping as either text
+            self.chunks = [
+                ChunkEvent(c.t, "", c.bytes_total, c.reasoning) if c.text else c for c in self.chunks
+            ]
         self.content_times = []
         self.t_first_content = self.t_last_content = None
         self.text = ""
@@ -287,4 +293,5 @@ class Generation:
                 fn(self)
             except Exception:  # a broken listener must not break the runner
                 import logging
+
                 logging.getLogger(__name__).exception("done callback failed")

@@ -109,7 +109,7 @@ def _popen(args: list[str], **kwargs) -> subprocess.Popen:
     return box[0]
 
 
-_live: set["LocalServer"] = set()
+_live: set[LocalServer] = set()
 
 
 @atexit.register
@@ -241,7 +241,9 @@ class LocalServer:
         self._proc = proc
         _live.add(self)
         self._readers = [
-            threading.Thread(target=self._read_output, args=(proc, stream), name="local-server-log", daemon=True)
+            threading.Thread(
+                target=self._read_output, args=(proc, stream), name="local-server-log", daemon=True
+            )
             for stream in (proc.stdout, proc.stderr)
         ]
         for t in self._readers:
@@ -298,7 +300,7 @@ class LocalServer:
         for line in self._log:
             m = _LOG_PREFIX.match(line)
             if m and m.group(1) == "E":
-                errors.append(_LOG_MODULE.sub("", line[m.end():]).strip())
+                errors.append(_LOG_MODULE.sub("", line[m.end() :]).strip())
             elif line.startswith(ERROR_PREFIX):
                 errors.append(line.removeprefix(ERROR_PREFIX).strip())
             elif re.match(r"^\w+(Error|Exception): ", line):  # a Python exception's last line

@@ -20,6 +20,7 @@ other text, whatever the browser's parser makes of it, has had its images taken 
 
 Plain Python (no Streamlit), linear time: each function is a few regular-expression passes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,15 +29,15 @@ from dataclasses import dataclass, field
 
 from .blocks import BlockSplitter, Fence, closes_fence, fence_opener
 
-MAX_DEPTH = 32             # nesting levels (lists, quotes, emphasis, brackets) rendered as Markdown
-MAX_BLOCK_CHARS = 20_000   # longer Markdown blocks (paragraphs, lists, tables) are shown as plain text
-MAX_CODE_CHARS = 100_000   # longer code blocks are shown without syntax highlighting
-SEGMENT_CHARS = 2_000      # a growing long block is frozen in pieces of at least this many characters
+MAX_DEPTH = 32  # nesting levels (lists, quotes, emphasis, brackets) rendered as Markdown
+MAX_BLOCK_CHARS = 20_000  # longer Markdown blocks (paragraphs, lists, tables) are shown as plain text
+MAX_CODE_CHARS = 100_000  # longer code blocks are shown without syntax highlighting
+SEGMENT_CHARS = 2_000  # a growing long block is frozen in pieces of at least this many characters
 # A growing paragraph is re-rendered whole each frame (15/s): frozen in smaller pieces, so a model
 # thinking aloud in one paragraph at 100 tok/s costs tens, not hundreds, of bytes per token.
 PARAGRAPH_SEGMENT_CHARS = 600
 IMAGE_MARK = "🖼"
-_WORD_JOINER = "\u2060"    # invisible: keeps "!" and "[" apart inside inline code
+_WORD_JOINER = "\u2060"  # invisible: keeps "!" and "[" apart inside inline code
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,14 @@ class Piece:
     kind: "markdown" (st.markdown, HTML off), "code" (st.code in `language`, None: no
     highlighting), "plain" (text shown as written, st.text), "note" (st.caption: why the next
     piece is shown as it is)."""
+
     kind: str
     text: str
     language: str | None = None
 
 
 # ---------------------------------------------------------------- fences
+
 
 def dedent(code: str, indent: int) -> str:
     """Remove up to `indent` leading spaces from every line (what CommonMark does in a fence)."""
@@ -98,7 +101,7 @@ def _container_depth(md: str) -> int:
             continue
         quotes = prefix.count(">")
         lists = len(_LIST_MARKER.findall(prefix))
-        spaces = prefix.count(" ") + 4 * prefix.count("\t") - lists - quotes   # a space per marker
+        spaces = prefix.count(" ") + 4 * prefix.count("\t") - lists - quotes  # a space per marker
         depth = max(depth, quotes + lists + max(0, spaces) // 2)
     return depth
 
@@ -106,10 +109,10 @@ def _container_depth(md: str) -> int:
 def _inline_depths(md: str) -> tuple[int, int]:
     """(bracket depth, emphasis depth) of the pairs that match, as CommonMark pairs them (roughly:
     a closer takes the nearest opener of its kind; unmatched delimiters in between are text)."""
-    events: list[tuple[int, int, int]] = []     # (position, change, kind: 0 bracket 1 emphasis)
+    events: list[tuple[int, int, int]] = []  # (position, change, kind: 0 bracket 1 emphasis)
     brackets: list[int] = []
-    stack: list[list] = []                       # open emphasis runs: [char, length left, position]
-    tops: dict[str, list[int]] = {"*": [], "_": [], "~": []}   # their indices in `stack`, by char
+    stack: list[list] = []  # open emphasis runs: [char, length left, position]
+    tops: dict[str, list[int]] = {"*": [], "_": [], "~": []}  # their indices in `stack`, by char
     for m in _INLINE.finditer(md):
         token, pos = m.group(), m.start()
         if token[0] == "\\":
@@ -123,10 +126,10 @@ def _inline_depths(md: str) -> tuple[int, int]:
             char, left = token[0], len(token)
             before = md[pos - 1] if pos else " "
             after = md[m.end()] if m.end() < len(md) else " "
-            if not before.isspace():               # may close
+            if not before.isspace():  # may close
                 while left and tops[char]:
                     k = tops[char][-1]
-                    while len(stack) > k + 1:      # delimiters inside the pair stay text
+                    while len(stack) > k + 1:  # delimiters inside the pair stay text
                         tops[stack.pop()[0]].pop()
                     opener = stack[k]
                     used = min(left, opener[1])
@@ -136,7 +139,7 @@ def _inline_depths(md: str) -> tuple[int, int]:
                     if not opener[1]:
                         stack.pop()
                         tops[char].pop()
-            if left and not after.isspace():       # may open
+            if left and not after.isspace():  # may open
                 tops[char].append(len(stack))
                 stack.append([char, left, pos])
     events.sort()
@@ -199,7 +202,7 @@ def neutralize_images(md: str, labels: set[str] | None = None) -> str:
         labels = reference_labels(md)
     spans = _code_spans(md) if "`" in md else []
     out: list[str] = []
-    last = 0       # md[:last] is in `out`
+    last = 0  # md[:last] is in `out`
     span = 0
     for m in _ESCAPE_OR_IMAGE.finditer(md):
         if m.group()[0] == "\\":
@@ -218,8 +221,11 @@ def neutralize_images(md: str, labels: set[str] | None = None) -> str:
             out[-1] = out[-1][:-1] + "\\!"
         out.append(f"[{IMAGE_MARK} ")
         label = _LABEL.match(md, last)
-        if label and (label.group(2) is not None or label.group(3) not in ("(", "[")) \
-                and _label_key(label.group(1)) in labels:
+        if (
+            label
+            and (label.group(2) is not None or label.group(3) not in ("(", "["))
+            and _label_key(label.group(1)) in labels
+        ):
             # shortcut ![ref] or collapsed ![ref][]: name the reference, or it would not resolve
             out.append(f"{label.group(1)}][{label.group(1)}]")
             last = label.end()
@@ -237,8 +243,10 @@ def _escaped(md: str, i: int) -> bool:
 
 # ---------------------------------------------------------------- plain text
 
-_MARKUP = re.compile(r"[\\`*\[\]<>~|$]|&(?=#?\w+;)|:(?=[A-Za-z_])"
-                     r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_MARKUP = re.compile(
+    r"[\\`*\[\]<>~|$]|&(?=#?\w+;)|:(?=[A-Za-z_])"
+    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"
+)
 _LINE_START = re.compile(r"^[ \t]*(?:([#+=-])|(\d{1,9})([.)]))", re.M)
 
 
@@ -254,29 +262,39 @@ def escape_markdown(text: str) -> str:
 
 # ---------------------------------------------------------------- blocks -> pieces
 
+
 def too_much(md: str) -> str | None:
     """Why a Markdown block is shown as plain text (the caption), or None when it may render."""
     depth = _container_depth(md)
     if depth <= MAX_DEPTH and len(md) <= MAX_BLOCK_CHARS:
         depth = max(depth, *_inline_depths(md))
     if depth > MAX_DEPTH:
-        return (f"Shown as plain text: this block is nested about {depth:,} levels deep "
-                f"(Markdown is rendered up to {MAX_DEPTH}).")
+        return (
+            f"Shown as plain text: this block is nested about {depth:,} levels deep "
+            f"(Markdown is rendered up to {MAX_DEPTH})."
+        )
     if len(md) > MAX_BLOCK_CHARS:
-        return (f"Shown as plain text: this block is {len(md):,} characters long "
-                f"(Markdown is rendered for blocks up to {MAX_BLOCK_CHARS:,}).")
+        return (
+            f"Shown as plain text: this block is {len(md):,} characters long "
+            f"(Markdown is rendered for blocks up to {MAX_BLOCK_CHARS:,})."
+        )
     return None
 
 
 def code_pieces(code: str, language: str | None) -> list[Piece]:
     if len(code) > MAX_CODE_CHARS:
-        return [Piece("note", f"Code shown without highlighting: {len(code):,} characters "
-                              f"(highlighted up to {MAX_CODE_CHARS:,})."), Piece("code", code)]
+        return [
+            Piece(
+                "note",
+                f"Code shown without highlighting: {len(code):,} characters "
+                f"(highlighted up to {MAX_CODE_CHARS:,}).",
+            ),
+            Piece("code", code),
+        ]
     return [Piece("code", code, language)]
 
 
-def block_pieces(block: str, *, labels: set[str] | None = None,
-                 allow_images: bool = False) -> list[Piece]:
+def block_pieces(block: str, *, labels: set[str] | None = None, allow_images: bool = False) -> list[Piece]:
     """The pieces of one block (a paragraph, a list, a fenced code block…)."""
     fenced = split_fence(block)
     if fenced is not None:
@@ -290,7 +308,7 @@ def block_pieces(block: str, *, labels: set[str] | None = None,
 def merge_markdown(pieces: list[Piece]) -> list[Piece]:
     """Consecutive Markdown pieces as one (one element, and lists spanning blank lines stay one list)."""
     out: list[Piece] = []
-    run: list[str] = []      # texts of the Markdown pieces since the last other piece
+    run: list[str] = []  # texts of the Markdown pieces since the last other piece
     for piece in pieces + [Piece("end", "")]:
         if piece.kind == "markdown":
             run.append(piece.text)
@@ -303,7 +321,7 @@ def merge_markdown(pieces: list[Piece]) -> list[Piece]:
     return out
 
 
-CACHED_CHARS = 64_000      # messages up to this long keep their pieces (each re-run redraws them all)
+CACHED_CHARS = 64_000  # messages up to this long keep their pieces (each re-run redraws them all)
 
 
 def message_pieces(text: str, *, allow_images: bool = False) -> list[Piece]:
@@ -333,6 +351,7 @@ def _message_pieces(text: str, allow_images: bool) -> list[Piece]:
 
 # ---------------------------------------------------------------- a growing reply
 
+
 @dataclass
 class Frame:
     """What one frame of a growing reply changes on the page.
@@ -341,11 +360,12 @@ class Frame:
     adds elements to the growing long block's area (created at the end when missing);
     ("close", pieces) replaces that area by the whole finished block. tail: the growing rest
     (in the final frame: the last block, unless it had segments and was closed in place)."""
+
     ops: list[tuple[str, list[Piece]]] = field(default_factory=list)
     tail: list[Piece] = field(default_factory=list)
 
 
-_STRUCTURED = set("|-*+>#<=")                   # lists, tables, quotes, headings, HTML
+_STRUCTURED = set("|-*+>#<=")  # lists, tables, quotes, headings, HTML
 _ORDERED_ITEM = re.compile(r" {0,3}\d{1,9}[.)]\s")
 
 
@@ -357,12 +377,16 @@ def _paragraph_cut(text: str, start: int, lo: int, hi: int) -> int | None:
             cut = match.end()
             # (12 characters after the cut are enough to tell "12345678. " from a word)
             if cut + 12 > len(text) or text[cut] in _STRUCTURED or _ORDERED_ITEM.match(text, cut):
-                continue   # the next piece (unknown yet, or a list, quote, heading) must not
+                continue  # the next piece (unknown yet, or a list, quote, heading) must not
                 # begin a block of its own
             head = text[start:cut]
-            if head.count("`") % 2 == 0 and head.count("[") == head.count("]") \
-                    and head.count("(") == head.count(")") and head.count("*") % 2 == 0 \
-                    and head.count("_") % 2 == 0:
+            if (
+                head.count("`") % 2 == 0
+                and head.count("[") == head.count("]")
+                and head.count("(") == head.count(")")
+                and head.count("*") % 2 == 0
+                and head.count("_") % 2 == 0
+            ):
                 return cut
     return None
 
@@ -380,11 +404,11 @@ class LiveMarkdown:
         self._splitter = BlockSplitter()
         self._allow_images = allow_images
         self._segment_chars = segment_chars
-        self._block_start = -1      # where the open block begins in the text
-        self._frozen = 0            # text before this offset is on the page as segments
-        self._segmented = False     # the open block has an area of segments on the page
-        self._plain = False         # the open Markdown block is shown as plain text
-        self._final_text: str | None = None   # the text of the last final frame
+        self._block_start = -1  # where the open block begins in the text
+        self._frozen = 0  # text before this offset is on the page as segments
+        self._segmented = False  # the open block has an area of segments on the page
+        self._plain = False  # the open Markdown block is shown as plain text
+        self._final_text: str | None = None  # the text of the last final frame
         self._final_tail: list[Piece] = []
 
     def _pieces(self, block: str) -> list[Piece]:
@@ -394,7 +418,7 @@ class LiveMarkdown:
         """`text`: the whole reply so far. `final`: it is complete (the open block ends too)."""
         frame = Frame()
         if final:
-            if text == self._final_text:   # asked again (a finished side of Compare): no change
+            if text == self._final_text:  # asked again (a finished side of Compare): no change
                 return Frame(tail=list(self._final_tail))
             self._final_text = text
             if not text.endswith("\n"):
@@ -406,7 +430,7 @@ class LiveMarkdown:
         start = self._splitter.tail_start
         if start != self._block_start:
             self._block_start, self._frozen, self._segmented, self._plain = start, start, False, False
-        if final:   # the open block is finished too: whole, in place of its segments, or as the tail
+        if final:  # the open block is finished too: whole, in place of its segments, or as the tail
             pieces = self._pieces(tail.strip("\n")) if tail.strip() else []
             if self._segmented:
                 frame.ops.append(("close", pieces))
@@ -422,10 +446,10 @@ class LiveMarkdown:
 
     def _fence_tail(self, text: str, start: int, frame: Frame) -> list[Piece]:
         fence = self._splitter.fence
-        self._frozen = max(self._frozen, text.index("\n", start) + 1)   # after the opening line
-        done = text.rfind("\n", self._frozen) + 1                        # end of the last whole line
+        self._frozen = max(self._frozen, text.index("\n", start) + 1)  # after the opening line
+        done = text.rfind("\n", self._frozen) + 1  # end of the last whole line
         if done - self._frozen < self._segment_chars <= (len(text) - self._frozen) // 2:
-            done = len(text)   # one very long line: cut it too (the whole block replaces the cuts)
+            done = len(text)  # one very long line: cut it too (the whole block replaces the cuts)
         if done - self._frozen >= self._segment_chars:
             code = self._code(text, self._frozen, done - (text[done - 1] == "\n"), fence)
             frame.ops.append(("segment", [Piece("code", code, fence.language)]))
@@ -437,18 +461,19 @@ class LiveMarkdown:
         segments too, cut after a sentence or a word where no inline mark is left open; the
         whole paragraph replaces them when it ends. Lists, tables, quotes and headings are left
         whole: cutting them would show a broken structure meanwhile."""
-        if text[start:start + 1] in _STRUCTURED or _ORDERED_ITEM.match(text, start):
+        if text[start : start + 1] in _STRUCTURED or _ORDERED_ITEM.match(text, start):
             return
         size = min(self._segment_chars, PARAGRAPH_SEGMENT_CHARS)
         while len(text) - self._frozen >= 2 * size:
             cut = _paragraph_cut(text, start, self._frozen + size, len(text) - size // 2)
             if cut is None:
                 return
-            part = text[self._frozen:cut].strip("\n")
-            if too_much(part) is not None:   # a piece must be as safe as the whole
+            part = text[self._frozen : cut].strip("\n")
+            if too_much(part) is not None:  # a piece must be as safe as the whole
                 return
-            frame.ops.append(("segment", [Piece("markdown", part if self._allow_images
-                                                else neutralize_images(part))]))
+            frame.ops.append(
+                ("segment", [Piece("markdown", part if self._allow_images else neutralize_images(part))])
+            )
             self._frozen, self._segmented = cut, True
 
     @staticmethod
@@ -465,16 +490,19 @@ class LiveMarkdown:
             note = too_much(body) if body.strip() else None
             if note is None:
                 self._freeze_paragraph(text, start, frame)
-                body = text[self._frozen:].strip("\n")
-                return [Piece("markdown", body if self._allow_images else neutralize_images(body))] \
-                    if body.strip() else []
+                body = text[self._frozen :].strip("\n")
+                return (
+                    [Piece("markdown", body if self._allow_images else neutralize_images(body))]
+                    if body.strip()
+                    else []
+                )
             self._plain = self._segmented = True
             frame.ops.append(("segment", [Piece("note", note)]))
         if len(text) - self._frozen >= self._segment_chars:
             cut = text.rfind("\n", self._frozen) + 1
             if cut - self._frozen < self._segment_chars // 2:
-                cut = len(text)   # no line end near: cut anywhere, it is shown as plain text
-            frame.ops.append(("segment", [Piece("plain", text[self._frozen:cut].rstrip("\n"))]))
+                cut = len(text)  # no line end near: cut anywhere, it is shown as plain text
+            frame.ops.append(("segment", [Piece("plain", text[self._frozen : cut].rstrip("\n"))]))
             self._frozen = cut
-        rest = text[self._frozen:]
+        rest = text[self._frozen :]
         return [Piece("plain", rest)] if rest.strip() else []

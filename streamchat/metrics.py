@@ -16,6 +16,7 @@ One reply has one set of figures: `final_metrics(g)` computes them once per fini
 (server usage, else the local token count) and every place that shows a finished reply — the
 live panel's last frame, the footer under the message, the Runs row, exports — uses those.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -31,34 +32,34 @@ from .reasoning import usage_reasoning_tokens
 MEASURED = "measured"
 SERVER = "server"
 ESTIMATED = "estimated"
-EXACT = "exact"               # same strings as streamchat.tokens
+EXACT = "exact"  # same strings as streamchat.tokens
 APPROXIMATE = "approximate"
 ESTIMATE_SOURCES = frozenset({ESTIMATED, APPROXIMATE})
 
 # Live Decode tok/s: shown once it means something, over a window long enough to be steady.
-LIVE_MIN_TOKENS = 5           # token chunks (thinking or answer) received…
-LIVE_MIN_SPAN_S = 0.5         # …over at least this long since the first one
-LIVE_WINDOW_S = 2.0           # the rate is taken over about the last two seconds
+LIVE_MIN_TOKENS = 5  # token chunks (thinking or answer) received…
+LIVE_MIN_SPAN_S = 0.5  # …over at least this long since the first one
+LIVE_WINDOW_S = 2.0  # the rate is taken over about the last two seconds
 
 HELP = {
     "ttft": "Time to first token: request sent → first token of any kind (thinking or answer).",
     "time_to_answer": "Time to answer: request sent → first answer token, after any thinking. "
-                      "Equals TTFT for a model that does not think.",
+    "Equals TTFT for a model that does not think.",
     "thinking_s": "Thinking: first → last thinking (reasoning) token.",
     "reasoning_tokens": "Thinking tokens: server usage (completion_tokens_details."
-                        "reasoning_tokens) when given, else counted locally. Part of the "
-                        "output tokens.",
+    "reasoning_tokens) when given, else counted locally. Part of the "
+    "output tokens.",
     "ttfb": "Time to first byte: request sent → response headers received.",
     "itl": "Inter-token latency: gaps between consecutive token chunks (thinking and answer).",
     "tpot": "Time per output token: (t_last − t_first) / (output_tokens − 1), over all output "
-            "tokens (thinking and answer).",
+    "tokens (thinking and answer).",
     "decode_tps": "Decode tokens/s = 1 / TPOT, thinking included. While streaming: chunks over "
-                  "the last 2 s, shown from 5 chunks over 0.5 s on.",
+    "the last 2 s, shown from 5 chunks over 0.5 s on.",
     "e2e": "End-to-end: request sent → last token of any kind (non-stream: → body received).",
     "output_tokens": "Output tokens: server usage when given, else counted locally. Thinking "
-                     "tokens are output tokens (as vLLM and AIPerf count them).",
+    "tokens are output tokens (as vLLM and AIPerf count them).",
     "setup": "Client set-up: the runner asking for the request → the request written to the "
-             "connection (building it, connecting). Not part of TTFT.",
+    "connection (building it, connecting). Not part of TTFT.",
     "bytes": "Bytes received on the wire for this reply (headers + body, before decompression).",
 }
 
@@ -86,13 +87,13 @@ class Metrics:
     itl_max: Value
     bytes: Value
     chunks: int
-    elapsed: float                 # since the request was sent (live timer)
-    server_decode_tps: Value       # llama.cpp timings.predicted_per_second
-    server_prompt_ms: Value        # llama.cpp timings.prompt_ms (prefill time on the server)
-    continuation: bool = False     # the figures cover a continuation of an earlier reply only
+    elapsed: float  # since the request was sent (live timer)
+    server_decode_tps: Value  # llama.cpp timings.predicted_per_second
+    server_prompt_ms: Value  # llama.cpp timings.prompt_ms (prefill time on the server)
+    continuation: bool = False  # the figures cover a continuation of an earlier reply only
     # Reasoning models (None values when the reply had no thinking):
-    time_to_answer: Value = Value(None, MEASURED)   # request sent → first answer token
-    thinking_s: Value = Value(None, MEASURED)       # first → last reasoning token (live: → now)
+    time_to_answer: Value = Value(None, MEASURED)  # request sent → first answer token
+    thinking_s: Value = Value(None, MEASURED)  # first → last reasoning token (live: → now)
     reasoning_tokens: Value = Value(None, MEASURED)  # thinking tokens (part of output_tokens)
     # The client's own time before the request reached the connection (building it, connecting):
     # shown on its own so TTFT is the server's and the network's.
@@ -124,8 +125,9 @@ def is_continuation(generation: Generation) -> bool:
     return bool(messages) and messages[-1].get("role") == "assistant"
 
 
-def output_tokens(generation: Generation, local_count: int | None = None,
-                  local_source: str = ESTIMATED) -> Value:
+def output_tokens(
+    generation: Generation, local_count: int | None = None, local_source: str = ESTIMATED
+) -> Value:
     """All output tokens, thinking included (server usage.completion_tokens includes them)."""
     usage = generation.usage or {}
     if isinstance(usage.get("completion_tokens"), int):
@@ -133,7 +135,7 @@ def output_tokens(generation: Generation, local_count: int | None = None,
     if local_count is not None:
         return Value(local_count, local_source)
     if not generation.token_times:
-        return Value(0, MEASURED)   # nothing received: no estimate about it
+        return Value(0, MEASURED)  # nothing received: no estimate about it
     # One chunk per token is how OpenAI, vLLM and llama.cpp stream (thinking chunks too).
     return Value(generation.token_chunk_count, ESTIMATED)
 
@@ -147,8 +149,9 @@ def server_reasoning_tokens(generation: Generation) -> int | None:
     return n
 
 
-def reasoning_tokens(generation: Generation, local_count: int | None = None,
-                     local_source: str = ESTIMATED) -> Value:
+def reasoning_tokens(
+    generation: Generation, local_count: int | None = None, local_source: str = ESTIMATED
+) -> Value:
     """Thinking tokens: server usage (completion_tokens_details.reasoning_tokens), else the
     local count, else one per reasoning chunk (estimated); None when there was no thinking."""
     n = server_reasoning_tokens(generation)
@@ -188,23 +191,28 @@ def live_decode_rate(times: list[float], now: float) -> float | None:
     anchor = max(bisect.bisect_right(times, now - LIVE_WINDOW_S) - 1, 0)
     gaps = n - 1 - anchor
     if gaps == 0:
-        return 0.0          # stalled for a whole window
+        return 0.0  # stalled for a whole window
     window = times[anchor:]
     longest_gap = max(b - a for a, b in zip(window, window[1:]))
     span = max(times[-1], now - longest_gap) - times[anchor]
     return gaps / span if span > 0 else None
 
 
-def compute(generation: Generation, now: float | None = None, local_token_count: int | None = None,
-            local_token_source: str = ESTIMATED, local_reasoning_count: int | None = None,
-            local_reasoning_source: str = ESTIMATED) -> Metrics:
+def compute(
+    generation: Generation,
+    now: float | None = None,
+    local_token_count: int | None = None,
+    local_token_source: str = ESTIMATED,
+    local_reasoning_count: int | None = None,
+    local_reasoning_source: str = ESTIMATED,
+) -> Metrics:
     """The figures as of `now`. For a finished generation, show `final_metrics(g)` instead: it
     adds the local token counts when the server reported no usage. `local_token_count` is all
     output tokens (answer + thinking), `local_reasoning_count` the thinking's."""
     now = time.perf_counter() if now is None else now
     g = generation
     sent = g.t_sent
-    times = list(g.token_times)   # every output token chunk; copy: the runner may append
+    times = list(g.token_times)  # every output token chunk; copy: the runner may append
 
     def since_sent(t: float | None) -> Value:
         return Value(None if t is None or sent is None else t - sent, MEASURED)
@@ -245,14 +253,16 @@ def compute(generation: Generation, now: float | None = None, local_token_count:
         time_to_answer=since_sent(g.t_first_content),
         thinking_s=Value(thinking_seconds(g, now), MEASURED),
         reasoning_tokens=reasoning_tokens(g, local_reasoning_count, local_reasoning_source),
-        setup=Value(g.t_sent - g.t_request_start
-                    if g.t_sent is not None and g.t_request_start is not None else None, MEASURED),
+        setup=Value(
+            g.t_sent - g.t_request_start if g.t_sent is not None and g.t_request_start is not None else None,
+            MEASURED,
+        ),
     )
 
 
 # ---- the one final set of figures per finished generation -------------------------------------
-_finals: "weakref.WeakKeyDictionary[Generation, Metrics]" = weakref.WeakKeyDictionary()
-_final_locks: "weakref.WeakKeyDictionary[Generation, threading.Lock]" = weakref.WeakKeyDictionary()
+_finals: weakref.WeakKeyDictionary[Generation, Metrics] = weakref.WeakKeyDictionary()
+_final_locks: weakref.WeakKeyDictionary[Generation, threading.Lock] = weakref.WeakKeyDictionary()
 _finals_lock = threading.Lock()
 
 
@@ -263,7 +273,8 @@ def local_token_counts(generation: Generation):
     g = generation
     if g.endpoint is None or not (g.text or g.reasoning):
         return None, None
-    from .tokens import TokenCount, count_reply_tokens   # tiktoken: loaded only when needed
+    from .tokens import TokenCount, count_reply_tokens  # tiktoken: loaded only when needed
+
     need_output = not isinstance((g.usage or {}).get("completion_tokens"), int)
     need_reasoning = bool(g.reasoning) and server_reasoning_tokens(g) is None
     if not need_output and not need_reasoning:
@@ -301,19 +312,18 @@ def final_metrics(generation: Generation) -> Metrics:
         if done is not None:
             return done
         lock = _final_locks.setdefault(g, threading.Lock())
-    with lock:   # one count per generation, also when the saver and the panel ask at once
+    with lock:  # one count per generation, also when the saver and the panel ask at once
         done = _finals.get(g)
         if done is None:
             try:
                 counted, thinking = local_token_counts(g)
-            except Exception:   # counting must never cost the figures
+            except Exception:  # counting must never cost the figures
                 counted = thinking = None
             kwargs = {}
             if counted:
                 kwargs.update(local_token_count=counted.n, local_token_source=counted.source)
             if thinking:
-                kwargs.update(local_reasoning_count=thinking.n,
-                              local_reasoning_source=thinking.source)
+                kwargs.update(local_reasoning_count=thinking.n, local_reasoning_source=thinking.source)
             done = compute(g, **kwargs)
             with _finals_lock:
                 _finals[g] = done
@@ -346,12 +356,14 @@ def shown(value: Value, text: str) -> str:
 
 
 CONTINUATION_LABEL = "continuation"
-CONTINUATION_HELP = ("These figures cover the continuation only (the last request); the part "
-                     "before it has its own run on the Runs page.")
+CONTINUATION_HELP = (
+    "These figures cover the continuation only (the last request); the part "
+    "before it has its own run on the Runs page."
+)
 
 
 def thinking_part(m: Metrics) -> str:
-    """"thought 1.52 s (60 tokens)" for a reply with thinking, "" without; "~60" when estimated."""
+    """ "thought 1.52 s (60 tokens)" for a reply with thinking, "" without; "~60" when estimated."""
     if not m.has_reasoning:
         return ""
     n = m.reasoning_tokens

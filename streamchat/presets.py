@@ -18,6 +18,7 @@ item 4); the numbers behind them are in the module's tests and the commit messag
 Remote endpoints keep the previous defaults and get no llama.cpp-only field (OpenAI answers 400
 to fields it does not know; the runner sends them only to the embedded server).
 """
+
 from __future__ import annotations
 
 import os
@@ -77,5 +78,7 @@ def local_model_caption(model_path: str | os.PathLike | None = None) -> str:
     """One line for the settings: what runs where, with the real thread count."""
     threads = local_threads()
     model = f"model `{model_path}`" if model_path else BUNDLED_MODEL_LABEL
-    return (f"llama.cpp server (xllamacpp) on 127.0.0.1, {model}, "
-            f"{threads} CPU thread{'' if threads == 1 else 's'}")
+    return (
+        f"llama.cpp server (xllamacpp) on 127.0.0.1, {model}, "
+        f"{threads} CPU thread{'' if threads == 1 else 's'}"
+    )

@@ -1,4 +1,5 @@
 """Where replies come from: the embedded model or any OpenAI-compatible endpoint."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ def validate_base_url(url: str) -> str:
     url = (url or "").strip().rstrip("/")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ProviderError(f"'{errors.redact(url, limit=100)}' is not a valid base URL: use something like "
-                            "http://127.0.0.1:8000/v1 or https://api.openai.com/v1.")
+        raise ProviderError(
+            f"'{errors.redact(url, limit=100)}' is not a valid base URL: use something like "
+            "http://127.0.0.1:8000/v1 or https://api.openai.com/v1."
+        )
     return url
 
 
@@ -50,8 +53,7 @@ class RemoteConfig:
 def list_models(base_url: str, api_key: str | None, timeout: float = 5.0) -> list[str]:
     """Model ids from the endpoint's /v1/models, sorted; raises ProviderError with a clear message."""
     base_url = validate_base_url(base_url)
-    client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=0,
-                           timeout=timeout)
+    client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=0, timeout=timeout)
     try:
         return sorted(m.id for m in client.models.list())
     except Exception as exc:

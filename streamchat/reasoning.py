@@ -30,6 +30,7 @@ The inline rules (ThinkSplitter), O(new text) per chunk:
 4. Only a tail that could be the start of a tag is held back ("…</thi" until the next chunk or
    the end of the reply, where `finish()` releases it as text). Nothing else is delayed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,16 +41,17 @@ CLOSE = "</think>"
 FENCE = "```"
 
 # Splitter states
-_LEAD = "lead"            # nothing but whitespace so far: `<think>` may still open the reply
-_THINK = "think"          # inside <think>…: looking for </think>
-_MAYBE = "maybe"          # answer text that may still turn out to be close-only thinking
-_ANSWER = "answer"        # plain answer: no more scanning
+_LEAD = "lead"  # nothing but whitespace so far: `<think>` may still open the reply
+_THINK = "think"  # inside <think>…: looking for </think>
+_MAYBE = "maybe"  # answer text that may still turn out to be close-only thinking
+_ANSWER = "answer"  # plain answer: no more scanning
 
 
 @dataclass(frozen=True)
 class Split:
     """What one piece of content turned out to be, in order: first `retract` (the answer emitted
     so far was reasoning after all: move it there), then `reasoning`, then `answer`."""
+
     reasoning: str = ""
     answer: str = ""
     retract: bool = False
@@ -70,15 +72,15 @@ class ThinkSplitter:
     """Splits inline `<think>…</think>` out of streamed content; see the module docstring."""
 
     def __init__(self, close_only: bool = True) -> None:
-        self.close_only = close_only   # rule 2 allowed (fields_seen() turns it off)
+        self.close_only = close_only  # rule 2 allowed (fields_seen() turns it off)
         self._state = _LEAD
-        self._held = ""          # a possible partial tag at the end, not yet emitted
-        self._lead = ""          # _LEAD: a possible partial "<think>", not yet emitted
+        self._held = ""  # a possible partial tag at the end, not yet emitted
+        self._lead = ""  # _LEAD: a possible partial "<think>", not yet emitted
         self._ws_emitted = False  # _LEAD: leading whitespace went out as answer
-        self._last = ""          # _MAYBE: the last two characters passed (fence / "`" checks)
-        self.opened = False      # the reply opened with <think>
-        self.closed = False      # a </think> ended the thinking (either form)
-        self.retracted = False   # close-only thinking was taken back from the answer
+        self._last = ""  # _MAYBE: the last two characters passed (fence / "`" checks)
+        self.opened = False  # the reply opened with <think>
+        self.closed = False  # a </think> ended the thinking (either form)
+        self.retracted = False  # close-only thinking was taken back from the answer
 
     @property
     def state(self) -> str:
@@ -124,13 +126,13 @@ class ThinkSplitter:
         # self._lead holds only a possible partial "<think>" (whitespace before it went out).
         lead = self._lead + text
         body = lead.lstrip()
-        ws = lead[:len(lead) - len(body)]
+        ws = lead[: len(lead) - len(body)]
         if body.startswith(OPEN):
             # The reply opens with <think>. Whitespace already shown as answer was before the
             # tag, not part of an answer: it is taken back (rule 3); this chunk's is dropped.
             retract, self._ws_emitted = self._ws_emitted, False
             self._state, self.opened, self._lead = _THINK, True, ""
-            out = self._feed_think(body[len(OPEN):])
+            out = self._feed_think(body[len(OPEN) :])
             return Split(out.reasoning, out.answer, retract)
         if not body or OPEN.startswith(body):
             # Whitespace, maybe then a partial "<th": the whitespace goes out as answer now
@@ -151,7 +153,7 @@ class ThinkSplitter:
         i = buf.find(CLOSE)
         if i >= 0:
             self._state, self.closed = _ANSWER, True
-            return Split(reasoning=buf[:i], answer=buf[i + len(CLOSE):])
+            return Split(reasoning=buf[:i], answer=buf[i + len(CLOSE) :])
         k = _partial_suffix(buf, CLOSE)
         if k:
             buf, self._held = buf[:-k], buf[-k:]
@@ -161,16 +163,16 @@ class ThinkSplitter:
         buf, self._held = self._held + text, ""
         i = buf.find(CLOSE)
         fence = (self._last + buf).find(FENCE)
-        fence = None if fence < 0 else fence - len(self._last)   # negative: began earlier
+        fence = None if fence < 0 else fence - len(self._last)  # negative: began earlier
         if i >= 0 and (fence is None or fence > i):
             self._state = _ANSWER
             if (self._last + buf[:i])[-1:] == "`":
-                return Split(answer=buf)    # `</think>` quoted as inline code: plain answer
+                return Split(answer=buf)  # `</think>` quoted as inline code: plain answer
             self.closed = self.retracted = True
             # Everything before the tag was thinking: take back what went out, add the rest.
-            return Split(reasoning=buf[:i], answer=buf[i + len(CLOSE):], retract=True)
+            return Split(reasoning=buf[:i], answer=buf[i + len(CLOSE) :], retract=True)
         if fence is not None:
-            self._state = _ANSWER           # a code fence: an answer, stop looking
+            self._state = _ANSWER  # a code fence: an answer, stop looking
             return Split(answer=buf)
         k = _partial_suffix(buf, CLOSE)
         if k:

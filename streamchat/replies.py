@@ -4,6 +4,7 @@ Saving happens off the Streamlit script: the partial text is flushed to the stor
 second while the reply streams (a killed process loses under a second of it), and the whole
 reply is saved on a worker thread when the generation ends, also after the browser tab closed.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,26 +26,26 @@ _savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamchat-save"
 
 SENDABLE_STATES = ("done", "stopped")
 FLUSH_EVERY_S = 0.5
-SAVE_RETRY_S = 5.0    # a final save that met a locked database is tried again after this…
-SAVE_ATTEMPTS = 12    # …this many times in all (each attempt itself waits Store.write_patience)
+SAVE_RETRY_S = 5.0  # a final save that met a locked database is tried again after this…
+SAVE_ATTEMPTS = 12  # …this many times in all (each attempt itself waits Store.write_patience)
 
 
 def is_sent(message: dict) -> bool:
     """User messages, and the assistant replies that were kept (done or stopped with text)."""
-    return message["role"] == "user" or (message["role"] == "assistant"
-                                         and bool(message["content"])
-                                         and message["state"] in SENDABLE_STATES)
+    return message["role"] == "user" or (
+        message["role"] == "assistant" and bool(message["content"]) and message["state"] in SENDABLE_STATES
+    )
 
 
-def history_for_request(messages: list[dict], system_prompt: str = "",
-                        skip_oldest: int = 0) -> tuple[dict, ...]:
+def history_for_request(
+    messages: list[dict], system_prompt: str = "", skip_oldest: int = 0
+) -> tuple[dict, ...]:
     """What the model sees: the system prompt, then the messages that are sent (see is_sent),
     leaving out the `skip_oldest` first ones (trimmed to fit the model's context). Only role and
     content: a reply's thinking (`reasoning`) is never sent back (DeepSeek's API rejects it, the
     others waste context on it)."""
     out = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    out += [{"role": m["role"], "content": m["content"]} for m in messages[skip_oldest:]
-            if is_sent(m)]
+    out += [{"role": m["role"], "content": m["content"]} for m in messages[skip_oldest:] if is_sent(m)]
     return tuple(out)
 
 
@@ -68,7 +69,7 @@ def left_out(base: list[dict], skip: int) -> int:
 def up_to_last_user_message(messages: list[dict]) -> list[dict]:
     """The conversation as it was when the last user message was sent (for Retry)."""
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
-    return messages[:last_user + 1]
+    return messages[: last_user + 1]
 
 
 @dataclass
@@ -76,14 +77,14 @@ class ActiveReply:
     generation: Generation
     conversation_id: str
     message_id: str
-    prefix: str = ""     # text the message had before this generation (Continue appends to it)
+    prefix: str = ""  # text the message had before this generation (Continue appends to it)
     saved: threading.Event = field(default_factory=threading.Event)
     # Orders the partial flushes against the final save, so a late flush never overwrites it.
     lock: threading.Lock = field(default_factory=threading.Lock)
     flushed_len: int = 0
-    save_problem: str | None = None   # why the reply is not (yet) saved, for the user
+    save_problem: str | None = None  # why the reply is not (yet) saved, for the user
     save_attempts: int = 0
-    reasoning_prefix: str = ""   # thinking the message had before this generation (Continue)
+    reasoning_prefix: str = ""  # thinking the message had before this generation (Continue)
     flushed_reasoning_len: int = 0
 
     @property
@@ -110,8 +111,7 @@ class PartialFlusher:
         with self._lock:
             self._watched[reply.message_id] = (store, reply)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="streamchat-flush",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._loop, name="streamchat-flush", daemon=True)
                 self._thread.start()
         self._wake.set()
 
@@ -146,8 +146,9 @@ def flush_partial(store, reply: ActiveReply) -> None:
         # neither; the next flush or the final save writes both again.
         text = reply.text
         reasoning = reply.reasoning
-        if reply.saved.is_set() or (len(text) == reply.flushed_len
-                                    and len(reasoning) == reply.flushed_reasoning_len):
+        if reply.saved.is_set() or (
+            len(text) == reply.flushed_len and len(reasoning) == reply.flushed_reasoning_len
+        ):
             return
         try:
             if len(reasoning) != reply.flushed_reasoning_len:
@@ -184,35 +185,47 @@ def _save_generation(store, reply: ActiveReply) -> None:
         # The one final set of figures: the live panel's last frame shows this same object.
         m = metrics.final_metrics(g)
         reasoning = reply.reasoning
-        store.update_message(reply.message_id, content=reply.text, state=g.state,
-                             error=g.error.message if g.error else None,
-                             summary=metrics.summary_line(m),
-                             metrics=message_metrics(g, m, offset=len(reply.prefix),
-                                                     reasoning_offset=len(reply.reasoning_prefix)),
-                             **({"reasoning": reasoning} if reasoning else {}))
-        store.record_run(**run_fields(g, m, conversation_id=reply.conversation_id,
-                                      message_id=reply.message_id))
+        store.update_message(
+            reply.message_id,
+            content=reply.text,
+            state=g.state,
+            error=g.error.message if g.error else None,
+            summary=metrics.summary_line(m),
+            metrics=message_metrics(
+                g, m, offset=len(reply.prefix), reasoning_offset=len(reply.reasoning_prefix)
+            ),
+            **({"reasoning": reasoning} if reasoning else {}),
+        )
+        store.record_run(
+            **run_fields(g, m, conversation_id=reply.conversation_id, message_id=reply.message_id)
+        )
         reply.save_problem = None
-    except sqlite3.OperationalError as exc:   # locked, busy, disk full, read-only
+    except sqlite3.OperationalError as exc:  # locked, busy, disk full, read-only
         log.warning("could not save reply %s yet (%s)", reply.message_id, exc)
         if reply.save_attempts < SAVE_ATTEMPTS:
-            reply.save_problem = (f"Not saved yet: {exc}. The reply stays here and is saved as "
-                                  "soon as the database can be written.")
+            reply.save_problem = (
+                f"Not saved yet: {exc}. The reply stays here and is saved as "
+                "soon as the database can be written."
+            )
             threading.Timer(SAVE_RETRY_S, _savers.submit, (save_generation, store, reply)).start()
             return
-        reply.save_problem = (f"This reply could not be saved ({exc}). It stays on screen until "
-                              "you leave: download the chat (sidebar) to keep it.")
+        reply.save_problem = (
+            f"This reply could not be saved ({exc}). It stays on screen until "
+            "you leave: download the chat (sidebar) to keep it."
+        )
     except Exception as exc:
         log.exception("could not save reply %s", reply.message_id)
-        reply.save_problem = (f"This reply could not be saved ({type(exc).__name__}: {exc}). "
-                              "It stays on screen until you leave: download the chat to keep it.")
+        reply.save_problem = (
+            f"This reply could not be saved ({type(exc).__name__}: {exc}). "
+            "It stays on screen until you leave: download the chat to keep it."
+        )
     reply.saved.set()
 
 
 def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:
     """The Runs row of a chat reply, from the same figures as its footer (`m`)."""
     fields = run_fields_from_generation(g, source="chat", **ids, **metrics.token_count_args(m))
-    if m.continuation:   # say what the figures cover, as the footer and the panel do
+    if m.continuation:  # say what the figures cover, as the footer and the panel do
         extra = json.loads(fields["extra_json"] or "{}")
         fields["extra_json"] = json.dumps({**extra, "continuation": True}, ensure_ascii=False)
     return fields
@@ -220,9 +233,23 @@ def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:
 
 def metrics_dict(m: metrics.Metrics) -> dict:
     out = {}
-    for name in ("ttft", "ttfb", "e2e", "output_tokens", "tpot", "decode_tps", "itl_p50", "itl_p95",
-                 "itl_max", "bytes", "server_decode_tps", "server_prompt_ms", "time_to_answer",
-                 "thinking_s", "reasoning_tokens"):
+    for name in (
+        "ttft",
+        "ttfb",
+        "e2e",
+        "output_tokens",
+        "tpot",
+        "decode_tps",
+        "itl_p50",
+        "itl_p95",
+        "itl_max",
+        "bytes",
+        "server_decode_tps",
+        "server_prompt_ms",
+        "time_to_answer",
+        "thinking_s",
+        "reasoning_tokens",
+    ):
         value = getattr(m, name)
         out[name] = {"value": value.value, "source": value.source}
     out["chunks"] = m.chunks
@@ -230,8 +257,7 @@ def metrics_dict(m: metrics.Metrics) -> dict:
     return out
 
 
-def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0,
-                    reasoning_offset: int = 0) -> dict:
+def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0, reasoning_offset: int = 0) -> dict:
     """What a saved message keeps about its generation: the metrics, why it failed, and which
     stop rule ended it where (offsets into the message, which may start with `offset` older
     characters when the reply was continued; a hit in the thinking has `in_thinking` and
@@ -240,15 +266,30 @@ def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0,
     stop_rule = None
     if hit:
         base = reasoning_offset if hit.in_thinking else offset
-        stop_rule = {"describe": hit.describe(), "start": base + hit.start, "end": base + hit.end,
-                     "in_thinking": hit.in_thinking}
-    return {**metrics_dict(m), "error_kind": g.error.kind if g.error else None,
-            "finish_reason": g.finish_reason, "stop_rule": stop_rule}
+        stop_rule = {
+            "describe": hit.describe(),
+            "start": base + hit.start,
+            "end": base + hit.end,
+            "in_thinking": hit.in_thinking,
+        }
+    return {
+        **metrics_dict(m),
+        "error_kind": g.error.kind if g.error else None,
+        "finish_reason": g.finish_reason,
+        "stop_rule": stop_rule,
+    }
 
 
-def start_reply(runner: Runner, store, conversation_id: str, request: GenerationRequest,
-                endpoint: EndpointSource, *, parent_id=APPEND,
-                continue_message: dict | None = None) -> ActiveReply:
+def start_reply(
+    runner: Runner,
+    store,
+    conversation_id: str,
+    request: GenerationRequest,
+    endpoint: EndpointSource,
+    *,
+    parent_id=APPEND,
+    continue_message: dict | None = None,
+) -> ActiveReply:
     """Start a generation and the assistant message it fills: a new one (appended to the
     branch, or under `parent_id` as a new version), or `continue_message` carried on."""
     reasoning_prefix = ""
@@ -257,11 +298,12 @@ def start_reply(runner: Runner, store, conversation_id: str, request: Generation
         reasoning_prefix = continue_message.get("reasoning") or ""
         store.update_message(message_id, state="streaming")
     else:
-        message_id, prefix = store.add_message(conversation_id, "assistant", "", state="streaming",
-                                               parent_id=parent_id), ""
+        message_id, prefix = (
+            store.add_message(conversation_id, "assistant", "", state="streaming", parent_id=parent_id),
+            "",
+        )
     generation = runner.start(request, endpoint)
-    reply = ActiveReply(generation, conversation_id, message_id, prefix,
-                        reasoning_prefix=reasoning_prefix)
+    reply = ActiveReply(generation, conversation_id, message_id, prefix, reasoning_prefix=reasoning_prefix)
     generation.add_done_callback(lambda _g: _savers.submit(save_generation, store, reply))
     flusher.watch(store, reply)
     return reply

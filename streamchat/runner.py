@@ -11,6 +11,7 @@ streamchat.reasoning.ThinkSplitter, O(new text) per chunk). It goes to `generati
 never into `generation.text`. The first-token timeout ends at the first token of any kind, and
 reasoning chunks count as activity for the idle timeout.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,15 +19,15 @@ import atexit
 import logging
 import threading
 import time
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 import httpx2
 import openai
 
 from . import errors
 from .config import LOCAL
-from .generation import (DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation,
-                         GenerationRequest)
+from .generation import DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation, GenerationRequest
 from .reasoning import ThinkSplitter, delta_reasoning, message_reasoning
 from .text import clean_text
 from .wire import CountingTransport, current_listener
@@ -58,6 +59,7 @@ class _GenerationWire:
 
 class _Timer:
     """A loop timer that may re-arm itself; cancel() stops whichever handle is current."""
+
     handle: asyncio.TimerHandle | None = None
 
     def cancel(self) -> None:
@@ -80,14 +82,14 @@ def _extra(obj: Any, name: str) -> Any:
 
 def _evaluator(rules):
     from .stop_rules import StopRuleEvaluator
+
     return StopRuleEvaluator(rules)
 
 
 class Runner:
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="streamchat-runner",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="streamchat-runner", daemon=True)
         self._thread.start()
         self._clients: dict[tuple, openai.AsyncOpenAI] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -117,8 +119,11 @@ class Runner:
 
     async def _warm(self, endpoint_source: EndpointSource, connect_timeout: float) -> None:
         try:
-            endpoint = endpoint_source if isinstance(endpoint_source, Endpoint) \
+            endpoint = (
+                endpoint_source
+                if isinstance(endpoint_source, Endpoint)
                 else await asyncio.to_thread(endpoint_source)
+            )
             client = self._client(endpoint, connect_timeout)
             await asyncio.wait_for(client.models.list(), timeout=10)
         except Exception as exc:
@@ -141,7 +146,7 @@ class Runner:
             for client in self._clients.values():
                 await client.close()
             self._clients.clear()
-            await self._loop.shutdown_asyncgens()   # no "Task was destroyed" noise at exit
+            await self._loop.shutdown_asyncgens()  # no "Task was destroyed" noise at exit
 
         try:
             asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout + 1)
@@ -170,8 +175,12 @@ class Runner:
                 timeout=httpx2.Timeout(connect=connect_timeout, read=None, write=30.0, pool=30.0),
                 follow_redirects=True,
             )
-            client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
-                                        max_retries=0, http_client=http_client)
+            client = openai.AsyncOpenAI(
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key or "none",
+                max_retries=0,
+                http_client=http_client,
+            )
             self._clients[key] = client
         return client
 
@@ -200,18 +209,33 @@ class Runner:
             generation._finish(STOPPED)
             return  # swallow: a stop is an outcome, not an error
         except Exception as exc:  # every failure becomes a value on the generation
-            if not isinstance(exc, (openai.OpenAIError, errors.FirstTokenTimeout,
-                                    errors.StreamStalled, errors.StreamEndedEarly,
-                                    errors.EmptyReply, errors.MalformedChunk)):
+            if not isinstance(
+                exc,
+                (
+                    openai.OpenAIError,
+                    errors.FirstTokenTimeout,
+                    errors.StreamStalled,
+                    errors.StreamEndedEarly,
+                    errors.EmptyReply,
+                    errors.MalformedChunk,
+                ),
+            ):
                 log.info("generation %s failed: %s", generation.id, type(exc).__name__)
             release_held(generation)
             base_url = endpoint.base_url if endpoint else ""
             model = endpoint.model if endpoint else ""
             secrets = (endpoint.api_key,) if endpoint else ()
-            generation._finish(FAILED, errors.classify(
-                exc, base_url=base_url, model=model,
-                had_content=bool(generation.text or generation.reasoning),
-                secrets=secrets, embedded=bool(endpoint and endpoint.provider == LOCAL)))
+            generation._finish(
+                FAILED,
+                errors.classify(
+                    exc,
+                    base_url=base_url,
+                    model=model,
+                    had_content=bool(generation.text or generation.reasoning),
+                    secrets=secrets,
+                    embedded=bool(endpoint and endpoint.provider == LOCAL),
+                ),
+            )
             return
         generation._finish(STOPPED if generation.rule_hit is not None else DONE)
 
@@ -235,26 +259,28 @@ class Runner:
             if value is not None:
                 kwargs[name] = value
         if endpoint.provider == LOCAL:
-            extra = {name: getattr(params, name) for name in LLAMA_CPP_FIELDS
-                     if getattr(params, name) is not None}
+            extra = {
+                name: getattr(params, name) for name in LLAMA_CPP_FIELDS if getattr(params, name) is not None
+            }
             if extra:
                 kwargs["extra_body"] = extra
         return kwargs
 
-    async def _stream(self, generation: Generation, client: openai.AsyncOpenAI,
-                      endpoint: Endpoint) -> None:
+    async def _stream(self, generation: Generation, client: openai.AsyncOpenAI, endpoint: Endpoint) -> None:
         timeouts = generation.request.timeouts
         kwargs = self._request_kwargs(generation, endpoint)
         loop = asyncio.get_running_loop()
-        rules = generation.rules = (_evaluator(generation.request.stop_rules)
-                                    if generation.request.stop_rules else None)
+        rules = generation.rules = (
+            _evaluator(generation.request.stop_rules) if generation.request.stop_rules else None
+        )
         timer = self._time_rule_timer(generation, loop) if rules is not None else None
         try:
             async with asyncio.timeout(timeouts.first_token) as deadline:
                 generation.t_sent = generation.t_request_start = time.perf_counter()
                 generation.state = WAITING_FIRST_TOKEN
                 stream = await client.chat.completions.create(
-                    **kwargs, stream=True, stream_options={"include_usage": True})
+                    **kwargs, stream=True, stream_options={"include_usage": True}
+                )
                 async with stream:
                     async for chunk in stream:
                         t = time.perf_counter()
@@ -262,10 +288,10 @@ class Runner:
                             self._absorb_chunk(generation, chunk, t)
                         except (AttributeError, TypeError, ValueError) as exc:
                             raise errors.MalformedChunk(type(exc).__name__) from None
-                        if generation.t_first_token is not None:   # reasoning counts too
+                        if generation.t_first_token is not None:  # reasoning counts too
                             deadline.reschedule(loop.time() + timeouts.idle)
                         if rules is not None and self._rule_fired(generation, t):
-                            break   # leaving `async with` closes the response: the server stops
+                            break  # leaving `async with` closes the response: the server stops
         except TimeoutError:
             if generation.t_first_token is None:
                 raise errors.FirstTokenTimeout(timeouts.first_token) from None
@@ -287,10 +313,14 @@ class Runner:
 
     @staticmethod
     def _rule_fired(generation: Generation, t: float, final: bool = False) -> bool:
-        hit = generation.rules.check(generation.text, elapsed=t - generation.t_sent,
-                                     tokens=generation.content_chunk_count, final=final,
-                                     reasoning=generation.reasoning,
-                                     thinking_tokens=generation.reasoning_chunk_count)
+        hit = generation.rules.check(
+            generation.text,
+            elapsed=t - generation.t_sent,
+            tokens=generation.content_chunk_count,
+            final=final,
+            reasoning=generation.reasoning,
+            thinking_tokens=generation.reasoning_chunk_count,
+        )
         if hit is not None:
             generation.rule_hit = hit
         return hit is not None
@@ -308,13 +338,14 @@ class Runner:
                 return
             now = time.perf_counter()
             if self._rule_fired(generation, now):
-                task.cancel()   # the same path as Stop: the connection is closed at once
+                task.cancel()  # the same path as Stop: the connection is closed at once
                 return
             # "Request sent" is stamped when the request reaches the connection, after this
             # timer was set: wait for the rest of the limit from there.
             remaining = min(limits) - (now - (generation.t_sent or now))
             if remaining > 0:
                 timer.handle = loop.call_later(remaining + 0.001, fire)
+
         timer.handle = loop.call_later(min(limits) + 0.001, fire)
         return timer
 
@@ -342,8 +373,7 @@ class Runner:
             generation.model_reported = chunk.model
         absorb_text(generation, t, delta_text, reasoning_text)
 
-    async def _whole(self, generation: Generation, client: openai.AsyncOpenAI,
-                     endpoint: Endpoint) -> None:
+    async def _whole(self, generation: Generation, client: openai.AsyncOpenAI, endpoint: Endpoint) -> None:
         timeouts = generation.request.timeouts
         kwargs = self._request_kwargs(generation, endpoint)
         try:
@@ -387,8 +417,9 @@ def absorb_text(generation: Generation, t: float, content: str, reasoning: str =
     split = splitter.feed(clean_text(content))
     if split.retract and generation.text:
         generation._retract_answer()
-    generation._record_chunk(t, split.answer, clean_text(reasoning) + split.reasoning,
-                             token=bool(content or reasoning))
+    generation._record_chunk(
+        t, split.answer, clean_text(reasoning) + split.reasoning, token=bool(content or reasoning)
+    )
 
 
 def release_held(generation: Generation) -> None:

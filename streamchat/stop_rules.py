@@ -64,13 +64,14 @@ Thread safety: `check` keeps state and must be called from one thread at a time;
 Regex near misses use the third-party `regex` module (partial matching) when it is installed;
 without it regex rules just show no near miss.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 try:  # Python 3.11+
     from re import _parser as _sre_parse
@@ -88,11 +89,11 @@ MAX_TIME = "max_time"
 MAX_TOKENS = "max_tokens"
 KINDS = (PHRASES, REGEX, MAX_TIME, MAX_TOKENS)
 
-REGEX_LOOKBACK_CAP = 1000   # characters; longest regex match / lookback the evaluator handles
-NEAR_MISS_RATIO = 0.8       # limits count as close from 80 % of the way
-MIN_PARTIAL = 2             # a partial phrase / regex match shows from this many characters
-HIDDEN = "█████"            # what `hidden_text` puts in place of the matched part
-NEAR_MISS_TIMEOUT = 0.02    # seconds, per regex partial search (the `regex` module's timeout)
+REGEX_LOOKBACK_CAP = 1000  # characters; longest regex match / lookback the evaluator handles
+NEAR_MISS_RATIO = 0.8  # limits count as close from 80 % of the way
+MIN_PARTIAL = 2  # a partial phrase / regex match shows from this many characters
+HIDDEN = "█████"  # what `hidden_text` puts in place of the matched part
+NEAR_MISS_TIMEOUT = 0.02  # seconds, per regex partial search (the `regex` module's timeout)
 
 
 class RuleError(ValueError):
@@ -101,10 +102,10 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str                                  # "phrases" | "regex" | "max_time" | "max_tokens"
+    kind: str  # "phrases" | "regex" | "max_time" | "max_tokens"
     value: str | float | int | tuple[str, ...]
     case_sensitive: bool = False
-    watch_thinking: bool = False               # also check the thinking (reasoning) text
+    watch_thinking: bool = False  # also check the thinking (reasoning) text
 
     def describe(self) -> str:
         """Short human text: 'phrase "password"', 'regex /\\d{4}/', 'max time 10 s', 'max 200 tokens'."""
@@ -132,10 +133,10 @@ class Rule:
 @dataclass(frozen=True)
 class RuleHit:
     rule: Rule
-    start: int     # offsets of the match in the reply text; for limits start == end == where it fired
+    start: int  # offsets of the match in the reply text; for limits start == end == where it fired
     end: int
     matched: str
-    in_thinking: bool = False   # the offsets are into the reasoning (thinking) text, not the answer
+    in_thinking: bool = False  # the offsets are into the reasoning (thinking) text, not the answer
 
     def describe(self) -> str:
         """E.g. 'stopped by phrase "password" at character 1,234' (1-based, the match's first
@@ -155,8 +156,8 @@ class RuleHit:
 @dataclass(frozen=True)
 class NearMiss:
     rule: Rule
-    partial: str      # text at the end that starts a match ("pass"), or "180/200 tokens", "8.1/10 s"
-    progress: float   # 0..1, how close
+    partial: str  # text at the end that starts a match ("pass"), or "180/200 tokens", "8.1/10 s"
+    progress: float  # 0..1, how close
     target: str = ""  # for phrases: the phrase being approached
 
     def describe(self) -> str:
@@ -169,8 +170,8 @@ class NearMiss:
 
 # ---------------------------------------------------------------------------- building rules
 
-def parse_phrases(text: str, case_sensitive: bool = False,
-                  watch_thinking: bool = False) -> Rule | None:
+
+def parse_phrases(text: str, case_sensitive: bool = False, watch_thinking: bool = False) -> Rule | None:
     """A phrase rule from a comma- or newline-separated list. Each phrase is stripped of
     surrounding spaces; blanks and duplicates are dropped; None when nothing is left.
     (A phrase cannot contain a comma.)"""
@@ -179,8 +180,7 @@ def parse_phrases(text: str, case_sensitive: bool = False,
     return Rule(PHRASES, phrases, case_sensitive, watch_thinking) if phrases else None
 
 
-def make_regex_rule(pattern: str, case_sensitive: bool = False,
-                    watch_thinking: bool = False) -> Rule:
+def make_regex_rule(pattern: str, case_sensitive: bool = False, watch_thinking: bool = False) -> Rule:
     """A regex rule; RuleError when the pattern is empty, invalid, can match empty text or
     nests repetitions (see the module docstring)."""
     rule = Rule(REGEX, pattern, case_sensitive, watch_thinking)
@@ -198,6 +198,7 @@ def make_limit_rule(kind: str, value, watch_thinking: bool = False) -> Rule:
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 def _number(value) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
@@ -267,13 +268,17 @@ def _regex_flags(case_sensitive: bool) -> int:
 
 
 _C = _sre_parse
-_REPEATS = tuple(op for op in (getattr(_C, "MAX_REPEAT", None), getattr(_C, "MIN_REPEAT", None))
-                 if op is not None)
+_REPEATS = tuple(
+    op for op in (getattr(_C, "MAX_REPEAT", None), getattr(_C, "MIN_REPEAT", None)) if op is not None
+)
 _POSSESSIVE = getattr(_C, "POSSESSIVE_REPEAT", None)
 _ATOMIC = getattr(_C, "ATOMIC_GROUP", None)
 _UNBOUNDED = getattr(_C, "MAXREPEAT", 1 << 32)
-_BACKWARD_AT = {getattr(_C, name) for name in ("AT_BEGINNING", "AT_BEGINNING_LINE",
-                                                "AT_BEGINNING_STRING") if hasattr(_C, name)}
+_BACKWARD_AT = {
+    getattr(_C, name)
+    for name in ("AT_BEGINNING", "AT_BEGINNING_LINE", "AT_BEGINNING_STRING")
+    if hasattr(_C, name)
+}
 
 
 def _children(op, av) -> list:
@@ -297,8 +302,8 @@ class _Analysis:
 
     def __init__(self, tree):
         self.min_width, self.max_width = tree.getwidth()
-        self.lookahead = 0          # sum of the lookaheads' maximum widths
-        self.edge = 0               # characters past the match an assertion may look at
+        self.lookahead = 0  # sum of the lookaheads' maximum widths
+        self.edge = 0  # characters past the match an assertion may look at
         # A repetition of variable count (at least 2) inside another repetition, one of the two
         # unbounded: (a+)+, (\w+\s)*, (a{1,3})+ -- the usual exponential backtracking shapes.
         # (ab?)+ and (\d{3}-)+ are fine; possessive repeats and atomic groups are exempt.
@@ -316,9 +321,13 @@ class _Analysis:
             inner_outer = outer
             if op in _REPEATS:
                 lo, hi = av[0], av[1]
-                if (outer is not None and lo != hi and hi >= 2
-                        and (outer[1] == _UNBOUNDED or hi == _UNBOUNDED)
-                        and av[2].getwidth()[1] > 0):
+                if (
+                    outer is not None
+                    and lo != hi
+                    and hi >= 2
+                    and (outer[1] == _UNBOUNDED or hi == _UNBOUNDED)
+                    and av[2].getwidth()[1] > 0
+                ):
                     self.nested_repeat = True
                 if hi > 1:
                     inner_outer = (lo, hi)
@@ -361,10 +370,12 @@ def _head(tree):
     if not items or reach is None:
         return None
     from re import _compiler  # private, like the parser; guarded by the caller
+
     return _compiler.compile(SubPattern(tree.state, items), tree.state.flags), reach
 
 
 # ---------------------------------------------------------------------------- matchers
+
 
 class _PhraseMatcher:
     def __init__(self, rule: Rule):
@@ -378,8 +389,7 @@ class _PhraseMatcher:
         # At each start position the lookahead yields the shortest phrase there (the alternatives
         # are tried shortest first), i.e. the earliest-ending occurrence starting there.
         alternatives = "|".join(re.escape(p) for p in sorted(phrases, key=len))
-        self.pattern = re.compile(f"(?=({alternatives}))",
-                                  0 if rule.case_sensitive else re.IGNORECASE)
+        self.pattern = re.compile(f"(?=({alternatives}))", 0 if rule.case_sensitive else re.IGNORECASE)
         self.keys = [p if rule.case_sensitive else _fold(p) for p in phrases]
 
     def step(self, text: str, prev: int, n: int, final: bool):
@@ -400,7 +410,7 @@ class _PhraseMatcher:
     def near_miss(self, text: str) -> NearMiss | None:
         if self.maxlen <= MIN_PARTIAL:
             return None
-        tail = text[max(0, len(text) - (self.maxlen - 1)):]
+        tail = text[max(0, len(text) - (self.maxlen - 1)) :]
         if not self.rule.case_sensitive:
             tail = _fold(tail)
         best = None
@@ -414,7 +424,7 @@ class _PhraseMatcher:
         if best is None:
             return None
         k, progress, phrase = best
-        return NearMiss(self.rule, text[len(text) - k:], progress, phrase)
+        return NearMiss(self.rule, text[len(text) - k :], progress, phrase)
 
 
 class _RegexMatcher:
@@ -436,12 +446,16 @@ class _RegexMatcher:
             tree = shape = None
         if shape is not None:
             if shape.min_width == 0:
-                raise RuleError(f"Regular expression /{pattern}/ can match empty text, "
-                                "which would stop every reply at once.")
+                raise RuleError(
+                    f"Regular expression /{pattern}/ can match empty text, "
+                    "which would stop every reply at once."
+                )
             if shape.nested_repeat:
-                raise RuleError(f"Regular expression /{pattern}/ nests repetitions (like (a+)+), "
-                                "which can take exponential time on some text. Rewrite it without "
-                                "the nesting, or make the inner repetition possessive (a++).")
+                raise RuleError(
+                    f"Regular expression /{pattern}/ nests repetitions (like (a+)+), "
+                    "which can take exponential time on some text. Rewrite it without "
+                    "the nesting, or make the inner repetition possessive (a++)."
+                )
         self.rule = rule
         self.reach = shape.reach if shape is not None else None
         self.max_width = shape.max_width if shape is not None else None
@@ -527,6 +541,7 @@ def _make_matcher(rule: Rule):
 
 # ---------------------------------------------------------------------------- evaluator
 
+
 class StopRuleEvaluator:
     """Evaluates rules on one reply as it grows. See the module docstring."""
 
@@ -580,8 +595,16 @@ class StopRuleEvaluator:
                 best = (found[0], index, found[1])
         return best
 
-    def check(self, text: str, *, elapsed: float, tokens: int, final: bool = False,
-              reasoning: str | None = None, thinking_tokens: int = 0) -> RuleHit | None:
+    def check(
+        self,
+        text: str,
+        *,
+        elapsed: float,
+        tokens: int,
+        final: bool = False,
+        reasoning: str | None = None,
+        thinking_tokens: int = 0,
+    ) -> RuleHit | None:
         """`text` is the whole reply (answer) so far; it must only grow between calls (a shorter
         text starts over). `final=True` on the last call accepts matches at the very end of the
         text. `reasoning` is the thinking so far (same rules: it only grows), checked by the
@@ -622,8 +645,9 @@ class StopRuleEvaluator:
             self._hit = best[2]
         return self._hit
 
-    def near_misses(self, text: str, *, elapsed: float, tokens: int, reasoning: str = "",
-                    thinking_tokens: int = 0) -> list[NearMiss]:
+    def near_misses(
+        self, text: str, *, elapsed: float, tokens: int, reasoning: str = "", thinking_tokens: int = 0
+    ) -> list[NearMiss]:
         """Rules that are close to firing on this text, in rule order (at most one per rule).
         Phrases: the longest end of the text (at least MIN_PARTIAL characters) that is a proper
         beginning of a phrase. Regex: a partial match (`regex` module) reaching the end of the text;
@@ -666,4 +690,4 @@ def hidden_text(text: str, hit: RuleHit, thinking: bool = False) -> str:
     the thinking leaves the answer unchanged, and the other way round)."""
     if hit.end <= hit.start or hit.in_thinking != thinking:
         return text
-    return text[:hit.start] + HIDDEN + text[hit.end:]
+    return text[: hit.start] + HIDDEN + text[hit.end :]

@@ -9,6 +9,7 @@ WAL lets readers and the single writer proceed together; every write is a small
 
 API keys are never stored: endpoints are kept as base_url only (without user:password).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,10 +19,11 @@ import re
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import metrics as metrics_mod
 from .errors import redact, strip_url_credentials
@@ -31,16 +33,39 @@ from .text import clean_text
 DB_NAME = "streamchat.db"
 DEFAULT_TITLE = "New chat"
 TITLE_LENGTH = 60
-BUSY_TIMEOUT_S = 5.0     # SQLite's own wait for a lock, per attempt
+BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt
 WRITE_PATIENCE_S = 30.0  # how long a write keeps trying, with backoff, before DatabaseBusy
 
 ROLES = ("system", "user", "assistant")
 MESSAGE_STATES = ("done", "streaming", "stopped", "failed")
 RUN_COLUMNS = (
-    "created_at", "source", "conversation_id", "message_id", "provider", "base_url", "model",
-    "mode", "state", "ttft_s", "ttfb_s", "e2e_s", "decode_tps", "tpot_s", "itl_p50_s",
-    "itl_p95_s", "output_tokens", "output_tokens_source", "bytes", "chunks", "error_kind",
-    "error", "extra_json", "owner", "time_to_answer_s", "thinking_s", "reasoning_tokens",
+    "created_at",
+    "source",
+    "conversation_id",
+    "message_id",
+    "provider",
+    "base_url",
+    "model",
+    "mode",
+    "state",
+    "ttft_s",
+    "ttfb_s",
+    "e2e_s",
+    "decode_tps",
+    "tpot_s",
+    "itl_p50_s",
+    "itl_p95_s",
+    "output_tokens",
+    "output_tokens_source",
+    "bytes",
+    "chunks",
+    "error_kind",
+    "error",
+    "extra_json",
+    "owner",
+    "time_to_answer_s",
+    "thinking_s",
+    "reasoning_tokens",
     "visible_ttft_s",
 )
 
@@ -109,7 +134,8 @@ def _m003_message_tree(conn: sqlite3.Connection) -> None:
 
 
 # Words the code before migration 004 wrote into runs (column values, extra_json keys and values).
-_RUN_WORDS = frozenset("""
+_RUN_WORDS = frozenset(
+    """
     chat compare cli local remote stream non-stream pending waiting_first_token streaming done
     stopped failed setup first_token_timeout stalled dropped empty_reply malformed timeout
     unreachable auth model_not_found rate_limited context_length bad_request server_error
@@ -119,9 +145,21 @@ _RUN_WORDS = frozenset("""
     prompt_tokens completion_tokens total_tokens prompt_tokens_details completion_tokens_details
     reasoning_tokens cached_tokens audio_tokens accepted_prediction_tokens rejected_prediction_tokens
     prompt_n prompt_ms prompt_per_token_ms prompt_per_second predicted_n predicted_ms
-    predicted_per_token_ms predicted_per_second cache_n draft_n draft_n_accepted""".split())
-_RUN_TEXT_COLUMNS = ("source", "conversation_id", "message_id", "provider", "base_url", "model",
-                     "mode", "state", "output_tokens_source", "error_kind", "extra_json")
+    predicted_per_token_ms predicted_per_second cache_n draft_n draft_n_accepted""".split()
+)
+_RUN_TEXT_COLUMNS = (
+    "source",
+    "conversation_id",
+    "message_id",
+    "provider",
+    "base_url",
+    "model",
+    "mode",
+    "state",
+    "output_tokens_source",
+    "error_kind",
+    "extra_json",
+)
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -131,7 +169,7 @@ def _replaced(corrupted: str, name: str) -> str | None:
     n, extra = len(parts) - 1, len(name) - sum(map(len, parts))
     if n == 0 or extra <= 0 or extra % n:
         return None
-    s = name[len(parts[0]):len(parts[0]) + extra // n]
+    s = name[len(parts[0]) : len(parts[0]) + extra // n]
     return s if name.replace(s, "***") == corrupted else None
 
 
@@ -142,8 +180,9 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
     # string does stay as they are, and so does the error text (there "***" may hide a real key).
     # Messages were never touched by that code.
     for run_id, *values in conn.execute(
-            f"SELECT id, {', '.join(_RUN_TEXT_COLUMNS)} FROM runs WHERE "
-            + " OR ".join(f"instr({c}, '***')" for c in _RUN_TEXT_COLUMNS)).fetchall():
+        f"SELECT id, {', '.join(_RUN_TEXT_COLUMNS)} FROM runs WHERE "
+        + " OR ".join(f"instr({c}, '***')" for c in _RUN_TEXT_COLUMNS)
+    ).fetchall():
         row = dict(zip(_RUN_TEXT_COLUMNS, values))
         words = [(c, v) for c, v in row.items() if v and c != "extra_json"]
         words += [("extra_json", w) for w in _JSON_STRING.findall(row["extra_json"] or "")]
@@ -151,7 +190,7 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
         for column, word in words:
             if "***" not in word:
                 continue
-            if column in ("conversation_id", "message_id"):   # ids are hex: "***" is a GLOB "*"
+            if column in ("conversation_id", "message_id"):  # ids are hex: "***" is a GLOB "*"
                 table = "conversations" if column == "conversation_id" else "messages"
                 names = [r[0] for r in conn.execute(f"SELECT id FROM {table} WHERE id GLOB ?", (word,))]
             else:
@@ -163,8 +202,9 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
             continue
         key = keys.pop()
         fixed = {c: v.replace("***", key) for c, v in row.items() if v and "***" in v}
-        conn.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in fixed)} WHERE id = ?",
-                     (*fixed.values(), run_id))
+        conn.execute(
+            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in fixed)} WHERE id = ?", (*fixed.values(), run_id)
+        )
 
 
 def _m005_run_owner(conn: sqlite3.Connection) -> None:
@@ -184,11 +224,15 @@ def _m006_reasoning(conn: sqlite3.Connection) -> None:
     # (Idempotent, like 005: a database rewound to an older user_version keeps its columns.)
     def columns(table: str) -> set[str]:
         return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
     if "reasoning" not in columns("messages"):
         conn.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
     have = columns("runs")
-    for column, kind in (("time_to_answer_s", "REAL"), ("thinking_s", "REAL"),
-                         ("reasoning_tokens", "INTEGER")):
+    for column, kind in (
+        ("time_to_answer_s", "REAL"),
+        ("thinking_s", "REAL"),
+        ("reasoning_tokens", "INTEGER"),
+    ):
         if column not in have:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
@@ -200,16 +244,22 @@ def _m007_visible_ttft(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN visible_ttft_s REAL")
 
 
-MIGRATIONS = [_m001_initial, _m002_conversation_owner, _m003_message_tree,
-              _m004_repair_short_key_redaction, _m005_run_owner, _m006_reasoning,
-              _m007_visible_ttft]
+MIGRATIONS = [
+    _m001_initial,
+    _m002_conversation_owner,
+    _m003_message_tree,
+    _m004_repair_short_key_redaction,
+    _m005_run_owner,
+    _m006_reasoning,
+    _m007_visible_ttft,
+]
 
-APPEND = object()   # add_message: make the new message a child of the conversation's current leaf
+APPEND = object()  # add_message: make the new message a child of the conversation's current leaf
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _clean(value: Any) -> Any:
@@ -236,7 +286,7 @@ def _run_row(row: sqlite3.Row) -> dict:
     raw = d.pop("extra_json")
     try:
         d["extra"] = json.loads(raw) if raw else None
-    except ValueError:   # one damaged old row must not break the Runs page
+    except ValueError:  # one damaged old row must not break the Runs page
         d["extra"] = None
     return d
 
@@ -245,7 +295,7 @@ def title_from(content: str) -> str:
     line = " ".join(content.split())
     if len(line) <= TITLE_LENGTH:
         return line
-    return line[:TITLE_LENGTH - 1].rstrip() + "…"
+    return line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
 def safe_base_url(url: str | None) -> str | None:
@@ -287,7 +337,7 @@ class Store:
         _make_private(self.data_dir, self.path)
         self.recovered_from: Path | None = None  # where a corrupt database was moved to
         self.write_patience = WRITE_PATIENCE_S
-        self.lock_waits = 0   # times a write found the database locked (for tests and logs)
+        self.lock_waits = 0  # times a write found the database locked (for tests and logs)
         try:
             self._open()
         except sqlite3.DatabaseError as err:
@@ -338,8 +388,7 @@ class Store:
                     raise
                 self.lock_waits += 1
                 if time.monotonic() + pause > deadline:
-                    raise DatabaseBusy(f"the database stayed locked for {self.write_patience:g} s"
-                                       ) from None
+                    raise DatabaseBusy(f"the database stayed locked for {self.write_patience:g} s") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
@@ -380,16 +429,19 @@ class Store:
     def create_conversation(self, title: str = DEFAULT_TITLE, owner: str | None = None) -> str:
         cid, now = uuid.uuid4().hex, _now()
         with self._connect(write=True) as conn:
-            conn.execute("INSERT INTO conversations (id, title, created_at, updated_at, owner) "
-                         "VALUES (?, ?, ?, ?, ?)", (cid, clean_text(title), now, now, owner))
+            conn.execute(
+                "INSERT INTO conversations (id, title, created_at, updated_at, owner) VALUES (?, ?, ?, ?, ?)",
+                (cid, clean_text(title), now, now, owner),
+            )
         return cid
 
     def list_conversations(self, owner: str | None = None) -> list[dict]:
         """Newest first; only `owner`'s when given."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         with self._connect() as conn:
-            rows = conn.execute(f"SELECT * FROM conversations {where} "
-                                "ORDER BY updated_at DESC, rowid DESC", args)
+            rows = conn.execute(
+                f"SELECT * FROM conversations {where} ORDER BY updated_at DESC, rowid DESC", args
+            )
             return [dict(r) for r in rows]
 
     def get_conversation(self, conversation_id: str) -> dict | None:
@@ -399,8 +451,10 @@ class Store:
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
         with self._connect(write=True) as conn:
-            conn.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                         (clean_text(title), _now(), conversation_id))
+            conn.execute(
+                "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                (clean_text(title), _now(), conversation_id),
+            )
 
     def delete_conversation(self, conversation_id: str) -> None:
         with self._connect(write=True) as conn:
@@ -408,8 +462,9 @@ class Store:
 
     def conversation_messages(self, conversation_id: str) -> list[dict]:
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq",
-                                (conversation_id,))
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (conversation_id,)
+            )
             return [_message_row(r) for r in rows]
 
     def conversation_path(self, conversation_id: str, up_to: str | None = None) -> list[dict]:
@@ -438,20 +493,32 @@ class Store:
         """Show the branch through `message_id`: the leaf becomes its newest descendant."""
         messages = self.conversation_messages(conversation_id)
         newest_child: dict[str, str] = {}
-        for m in messages:   # ordered by seq, so the last child seen is the newest
+        for m in messages:  # ordered by seq, so the last child seen is the newest
             if m["parent_id"] is not None:
                 newest_child[m["parent_id"]] = m["id"]
         leaf = message_id
         while leaf in newest_child:
             leaf = newest_child[leaf]
         with self._connect(write=True) as conn:
-            conn.execute("UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?",
-                         (leaf, _now(), conversation_id))
+            conn.execute(
+                "UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?",
+                (leaf, _now(), conversation_id),
+            )
 
     # ---- messages ----
-    def add_message(self, conversation_id: str, role: str, content: str, *, state: str = "done",
-                    error: str | None = None, summary: str | None = None, metrics: Any = None,
-                    parent_id: Any = APPEND, reasoning: str | None = None) -> str:
+    def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str,
+        *,
+        state: str = "done",
+        error: str | None = None,
+        summary: str | None = None,
+        metrics: Any = None,
+        parent_id: Any = APPEND,
+        reasoning: str | None = None,
+    ) -> str:
         """Add a message and make it the conversation's current leaf. By default it continues the
         current branch; an explicit `parent_id` starts a sibling branch (regenerate, edit).
         `reasoning`: an assistant reply's thinking (kept and shown, never sent to the model)."""
@@ -461,8 +528,9 @@ class Store:
             raise ValueError(f"state must be one of {MESSAGE_STATES}, not {state!r}")
         mid, now, content = uuid.uuid4().hex, _now(), clean_text(content)
         with self._connect(write=True) as conn:
-            conv = conn.execute("SELECT title, leaf_id FROM conversations WHERE id = ?",
-                                (conversation_id,)).fetchone()
+            conv = conn.execute(
+                "SELECT title, leaf_id FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
             if conv is None:
                 raise KeyError(f"no conversation {conversation_id!r}")
             if parent_id is APPEND:
@@ -470,41 +538,73 @@ class Store:
                 if role == "user" and parent_id is not None:
                     # Turns alternate: a message sent while the last one still has no reply
                     # (another tab sent it a moment ago) becomes another version of it.
-                    leaf = conn.execute("SELECT role, parent_id FROM messages WHERE id = ?",
-                                        (parent_id,)).fetchone()
+                    leaf = conn.execute(
+                        "SELECT role, parent_id FROM messages WHERE id = ?", (parent_id,)
+                    ).fetchone()
                     if leaf is not None and leaf["role"] == "user":
                         parent_id = leaf["parent_id"]
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
-                               (conversation_id,)).fetchone()[0]
+            seq = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()[0]
             conn.execute(
                 "INSERT INTO messages (id, conversation_id, parent_id, role, content, state, error,"
                 " summary, metrics_json, created_at, seq, reasoning)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (mid, conversation_id, parent_id, role, content, state, _clean(error), _clean(summary),
-                 _to_json(metrics), now, seq, _clean(reasoning) or None))
+                (
+                    mid,
+                    conversation_id,
+                    parent_id,
+                    role,
+                    content,
+                    state,
+                    _clean(error),
+                    _clean(summary),
+                    _to_json(metrics),
+                    now,
+                    seq,
+                    _clean(reasoning) or None,
+                ),
+            )
             title = conv["title"]
             if role == "user" and title == DEFAULT_TITLE and title_from(content):
                 title = title_from(content)
-            conn.execute("UPDATE conversations SET title = ?, updated_at = ?, leaf_id = ? WHERE id = ?",
-                         (title, now, mid, conversation_id))
+            conn.execute(
+                "UPDATE conversations SET title = ?, updated_at = ?, leaf_id = ? WHERE id = ?",
+                (title, now, mid, conversation_id),
+            )
         return mid
 
-    def update_message(self, message_id: str, *, content: str | None = None, state: str | None = None,
-                       error: str | None = None, summary: str | None = None, metrics: Any = None,
-                       reasoning: str | None = None) -> None:
+    def update_message(
+        self,
+        message_id: str,
+        *,
+        content: str | None = None,
+        state: str | None = None,
+        error: str | None = None,
+        summary: str | None = None,
+        metrics: Any = None,
+        reasoning: str | None = None,
+    ) -> None:
         """Set the given fields; None leaves a field as it is."""
         if state is not None and state not in MESSAGE_STATES:
             raise ValueError(f"state must be one of {MESSAGE_STATES}, not {state!r}")
-        changes = {"content": _clean(content), "state": state, "error": _clean(error),
-                   "summary": _clean(summary), "metrics_json": _to_json(metrics),
-                   "reasoning": _clean(reasoning)}
+        changes = {
+            "content": _clean(content),
+            "state": state,
+            "error": _clean(error),
+            "summary": _clean(summary),
+            "metrics_json": _to_json(metrics),
+            "reasoning": _clean(reasoning),
+        }
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return
         assignments = ", ".join(f"{k} = ?" for k in changes)
         with self._connect(write=True) as conn:
-            row = conn.execute(f"UPDATE messages SET {assignments} WHERE id = ? RETURNING conversation_id",
-                               (*changes.values(), message_id)).fetchone()
+            row = conn.execute(
+                f"UPDATE messages SET {assignments} WHERE id = ? RETURNING conversation_id",
+                (*changes.values(), message_id),
+            ).fetchone()
             if row is not None:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), row[0]))
 
@@ -525,8 +625,11 @@ class Store:
                 return False
             figures["visible_ttft_s"] = seconds
             conn.execute("UPDATE messages SET metrics_json = ? WHERE id = ?", (_to_json(figures), message_id))
-            conn.execute("""UPDATE runs SET visible_ttft_s = ? WHERE id =
-                            (SELECT MAX(id) FROM runs WHERE message_id = ?)""", (seconds, message_id))
+            conn.execute(
+                """UPDATE runs SET visible_ttft_s = ? WHERE id =
+                            (SELECT MAX(id) FROM runs WHERE message_id = ?)""",
+                (seconds, message_id),
+            )
             return True
 
     # ---- runs ----
@@ -544,13 +647,15 @@ class Store:
         fields["base_url"] = safe_base_url(fields.get("base_url"))
         with self._connect(write=True) as conn:
             if "owner" not in fields and fields.get("conversation_id"):
-                row = conn.execute("SELECT owner FROM conversations WHERE id = ?",
-                                   (fields["conversation_id"],)).fetchone()
+                row = conn.execute(
+                    "SELECT owner FROM conversations WHERE id = ?", (fields["conversation_id"],)
+                ).fetchone()
                 fields["owner"] = row["owner"] if row else None
             names = list(fields)
             cur = conn.execute(
                 f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
-                [_clean(fields[n]) for n in names])
+                [_clean(fields[n]) for n in names],
+            )
             return cur.lastrowid
 
     def runs(self, limit: int | None = None, **filters: Any) -> list[dict]:
@@ -568,18 +673,30 @@ class Store:
             return [_run_row(r) for r in conn.execute(sql, params)]
 
 
-def run_fields_from_generation(generation: Generation, *, source: str, conversation_id: str | None = None,
-                               message_id: str | None = None, local_token_count: int | None = None,
-                               local_token_source: str = metrics_mod.ESTIMATED,
-                               local_reasoning_count: int | None = None,
-                               local_reasoning_source: str = metrics_mod.ESTIMATED) -> dict:
+def run_fields_from_generation(
+    generation: Generation,
+    *,
+    source: str,
+    conversation_id: str | None = None,
+    message_id: str | None = None,
+    local_token_count: int | None = None,
+    local_token_source: str = metrics_mod.ESTIMATED,
+    local_reasoning_count: int | None = None,
+    local_reasoning_source: str = metrics_mod.ESTIMATED,
+) -> dict:
     """The runs row for a finished generation (for Store.record_run)."""
     g = generation
-    m = (metrics_mod.final_metrics(g) if local_token_count is None and local_reasoning_count is None
-         else metrics_mod.compute(g, local_token_count=local_token_count,
-                                  local_token_source=local_token_source,
-                                  local_reasoning_count=local_reasoning_count,
-                                  local_reasoning_source=local_reasoning_source))
+    m = (
+        metrics_mod.final_metrics(g)
+        if local_token_count is None and local_reasoning_count is None
+        else metrics_mod.compute(
+            g,
+            local_token_count=local_token_count,
+            local_token_source=local_token_source,
+            local_reasoning_count=local_reasoning_count,
+            local_reasoning_source=local_reasoning_source,
+        )
+    )
     endpoint = g.endpoint
     fields = {
         "source": source,
@@ -606,18 +723,21 @@ def run_fields_from_generation(generation: Generation, *, source: str, conversat
         "chunks": m.chunks,
         "error_kind": g.error.kind if g.error else None,
         "error": g.error.message if g.error else None,
-        "extra_json": _to_json({
-            "itl_max_s": m.itl_max.value,
-            "reasoning_tokens_source": (m.reasoning_tokens.source
-                                        if m.reasoning_tokens.value is not None else None),
-            "finish_reason": g.finish_reason,
-            "model_reported": g.model_reported,
-            "usage": g.usage,
-            "server_timings": g.timings,
-            "status": g.error.status if g.error else None,
-            "retry_after": g.error.retry_after if g.error else None,
-            "params": dataclasses.asdict(g.request.params),
-        }),
+        "extra_json": _to_json(
+            {
+                "itl_max_s": m.itl_max.value,
+                "reasoning_tokens_source": (
+                    m.reasoning_tokens.source if m.reasoning_tokens.value is not None else None
+                ),
+                "finish_reason": g.finish_reason,
+                "model_reported": g.model_reported,
+                "usage": g.usage,
+                "server_timings": g.timings,
+                "status": g.error.status if g.error else None,
+                "retry_after": g.error.retry_after if g.error else None,
+                "params": dataclasses.asdict(g.request.params),
+            }
+        ),
     }
     # Errors are redacted upstream; this is the last line of defence for the key itself. Only the
     # free text: field names and values such as "max_tokens" are never secrets and must stay intact.

@@ -1,4 +1,5 @@
 """Text that can go anywhere: into SQLite, over Streamlit's websocket, into a request."""
+
 from __future__ import annotations
 
 

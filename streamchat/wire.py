@@ -5,11 +5,13 @@ An httpx2 transport wrapper: it sees the moment the request body is written to t
 compressed) body bytes as they come off the socket, and the moment response headers arrive. Which generation they belong to is carried by
 a ContextVar, set inside the generation's asyncio task, so one shared client serves them all.
 """
+
 from __future__ import annotations
 
 import contextvars
 import time
-from typing import AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import httpx2
 
@@ -21,7 +23,8 @@ class WireListener(Protocol):
 
 
 current_listener: contextvars.ContextVar[WireListener | None] = contextvars.ContextVar(
-    "streamchat_wire_listener", default=None)
+    "streamchat_wire_listener", default=None
+)
 
 
 class _CountingStream(httpx2.AsyncByteStream):
