@@ -18,6 +18,7 @@ from . import compare, errors
 from .config import Settings, load_settings
 from .generation import Endpoint, GenerationParams
 from .inputs import clean_user_message
+from .kinds import GenerationState, RunSource
 from .metrics import format_seconds
 from .providers import ProviderError, RemoteConfig, list_models, local_endpoint, validate_base_url
 from .store import safe_base_url
@@ -147,7 +148,7 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
         repeat=args.repeat,
         mode=args.mode,
         warmup=not args.no_warmup,
-        on_generation_done=compare.record_to_store(store, source="cli") if store else None,
+        on_generation_done=compare.record_to_store(store, source=RunSource.CLI) if store else None,
     )
     bar = ProgressBar(sys.stderr)
     try:
@@ -158,7 +159,7 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
         comparison.stop()  # the runner closes the connections in flight
         comparison.wait(5)
         bar.clear()
-        done = sum(1 for r in compare.run_rows(comparison.pairs) if r["state"] == "done")
+        done = sum(1 for r in compare.run_rows(comparison.pairs) if r["state"] == GenerationState.DONE)
         _say(f"stopped: {done} of {comparison.repeat * 2} runs had finished.")
         return EXIT_INTERRUPTED
     finally:

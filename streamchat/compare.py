@@ -18,26 +18,34 @@ from typing import Any
 
 from . import metrics
 from .generation import DONE, FAILED, STOPPED, Generation, GenerationParams, GenerationRequest, Timeouts
+from .kinds import CompareMode, ErrorKind, Mode, RunSource
 from .runner import EndpointSource, Runner, get_runner
 
 log = logging.getLogger(__name__)
 
-STREAM = "stream"
-NON_STREAM = "non-stream"
+STREAM = Mode.STREAM
+NON_STREAM = Mode.NON_STREAM
 SIDES = (STREAM, NON_STREAM)
 SIDE_LABELS = {STREAM: "Streaming", NON_STREAM: "Non-streaming"}
 # One colour per side wherever the two are drawn (Compare, Runs): Okabe–Ito orange and blue,
 # told apart with every common colour-vision deficiency and on a washed-out projector.
 SIDE_COLORS = {STREAM: "#E69F00", NON_STREAM: "#0072B2"}
 
-SEQUENTIAL = "sequential"
-RACE = "race"
+SEQUENTIAL = CompareMode.SEQUENTIAL
+RACE = CompareMode.RACE
 MODES = (SEQUENTIAL, RACE)
 MIN_REPEAT, MAX_REPEAT = 1, 20
 
 # Failures that the next repeat would only repeat: stop starting new ones.
 FATAL_ERROR_KINDS = frozenset(
-    {"unreachable", "auth", "model_not_found", "setup", "bad_request", "context_length"}
+    {
+        ErrorKind.UNREACHABLE,
+        ErrorKind.AUTH,
+        ErrorKind.MODEL_NOT_FOUND,
+        ErrorKind.SETUP,
+        ErrorKind.BAD_REQUEST,
+        ErrorKind.CONTEXT_LENGTH,
+    }
 )
 
 WARMUP_GRACE_S = 0.5  # how long the warm-up may go on after its first text
@@ -243,7 +251,7 @@ class Comparison:
                 self.error = f"Could not record a run: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def record_to_store(store: Any, source: str = "compare", owner: str | None = None) -> DoneHook:
+def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | None = None) -> DoneHook:
     """An on_generation_done hook that writes each finished generation to store.runs, as
     `owner`'s (the identity that ran the comparison)."""
     from .store import run_fields_from_generation

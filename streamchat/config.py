@@ -9,10 +9,12 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .kinds import Provider
+
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-LOCAL = "local"
-REMOTE = "remote"
+LOCAL = Provider.LOCAL
+REMOTE = Provider.REMOTE
 
 
 @dataclass(frozen=True)

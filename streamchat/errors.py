@@ -11,6 +11,7 @@ import re
 import openai
 
 from .generation import ErrorInfo
+from .kinds import ErrorKind
 
 # Key-looking strings, whatever key is configured: sk-…, SK-…, sk_… (not inside a word like "task_…").
 _SECRET_PATTERN = re.compile(
@@ -99,7 +100,7 @@ def classify(
     embedded: bool = False,
 ) -> ErrorInfo:
     info = _classify(exc, base_url=base_url, model=model, had_content=had_content, secrets=secrets)
-    if embedded and info.kind in ("dropped", "unreachable"):
+    if embedded and info.kind in (ErrorKind.DROPPED, ErrorKind.UNREACHABLE):
         kept = " The partial reply is kept." if had_content else ""
         info.message = (
             f"The embedded model server stopped.{kept} It is restarted on the next request: press Retry."
@@ -113,39 +114,39 @@ def _classify(
 ) -> ErrorInfo:
     kept = " The partial reply is kept." if had_content else ""
     if isinstance(exc, UserFacingError):
-        return ErrorInfo("setup", str(exc))
+        return ErrorInfo(ErrorKind.SETUP, str(exc))
     if isinstance(exc, FirstTokenTimeout):
         return ErrorInfo(
-            "first_token_timeout",
+            ErrorKind.FIRST_TOKEN_TIMEOUT,
             f"No reply started within {exc.args[0]:g} s. The server may be overloaded "
             "or the prompt very long: retry, or raise the first-token timeout.",
         )
     if isinstance(exc, StreamStalled):
         return ErrorInfo(
-            "stalled",
+            ErrorKind.STALLED,
             f"The reply stalled: nothing arrived for {exc.args[0]:g} s.{kept} "
             "Retry, or raise the idle timeout.",
         )
     if isinstance(exc, StreamEndedEarly):
-        return ErrorInfo("dropped", f"The connection closed before the reply finished.{kept} Retry.")
+        return ErrorInfo(ErrorKind.DROPPED, f"The connection closed before the reply finished.{kept} Retry.")
     if isinstance(exc, EmptyReply):
-        return ErrorInfo("empty_reply", "The model returned an empty reply. Retry or rephrase.")
+        return ErrorInfo(ErrorKind.EMPTY_REPLY, "The model returned an empty reply. Retry or rephrase.")
     if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, MalformedChunk)):
         return ErrorInfo(
-            "malformed",
+            ErrorKind.MALFORMED,
             f"The server sent a malformed chunk the app could not read.{kept} Retry; "
             "if it persists the endpoint is not OpenAI-compatible.",
         )
     if isinstance(exc, openai.APITimeoutError):
         return ErrorInfo(
-            "timeout",
+            ErrorKind.TIMEOUT,
             f"The request to {base_url} timed out.{kept} Retry, or raise the timeouts in Advanced settings.",
         )
     if isinstance(exc, openai.APIConnectionError):
         if had_content:
-            return ErrorInfo("dropped", f"The connection dropped mid-reply.{kept} Retry.")
+            return ErrorInfo(ErrorKind.DROPPED, f"The connection dropped mid-reply.{kept} Retry.")
         return ErrorInfo(
-            "unreachable",
+            ErrorKind.UNREACHABLE,
             f"Cannot reach {base_url}. Check that the server is running and the base URL is right.",
         )
     if isinstance(exc, openai.APIStatusError):
@@ -155,11 +156,13 @@ def _classify(
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused access"
             return ErrorInfo(
-                "auth", f"The server {what} ({status}). Check the API key in the sidebar.{said}", status
+                ErrorKind.AUTH,
+                f"The server {what} ({status}). Check the API key in the sidebar.{said}",
+                status,
             )
         if status == 404:
             return ErrorInfo(
-                "model_not_found",
+                ErrorKind.MODEL_NOT_FOUND,
                 f"Model '{model}' was not found at this endpoint (404). Pick another "
                 f"model in the sidebar.{said}",
                 status,
@@ -167,31 +170,33 @@ def _classify(
         if status == 429:
             retry = _retry_after(exc)
             when = f"Retry after {retry:g} s." if retry is not None else "Wait a moment and retry."
-            return ErrorInfo("rate_limited", f"Rate limited by the server (429). {when}{said}", status, retry)
+            return ErrorInfo(
+                ErrorKind.RATE_LIMITED, f"Rate limited by the server (429). {when}{said}", status, retry
+            )
         if status in (400, 413) and _CONTEXT_PATTERN.search(detail):
             return ErrorInfo(
-                "context_length",
+                ErrorKind.CONTEXT_LENGTH,
                 f"The conversation is too long for the model's "
                 f"context. Trim the oldest messages and retry.{said}",
                 status,
             )
         if 400 <= status < 500:
             return ErrorInfo(
-                "bad_request",
+                ErrorKind.BAD_REQUEST,
                 f"The server rejected the request ({status}). Check the settings.{said}",
                 status,
             )
         return ErrorInfo(
-            "server_error",
+            ErrorKind.SERVER_ERROR,
             f"The server failed ({status}).{kept} Retry in a moment.{said}",
             status,
             _retry_after(exc),
         )
     if isinstance(exc, openai.OpenAIError):
-        return ErrorInfo("client_error", f"Request failed: {redact(str(exc), secrets, limit=200)}")
+        return ErrorInfo(ErrorKind.CLIENT_ERROR, f"Request failed: {redact(str(exc), secrets, limit=200)}")
     detail = redact(" ".join(str(exc).split()), secrets, limit=200)
     return ErrorInfo(
-        "unexpected",
+        ErrorKind.UNEXPECTED,
         f"Unexpected error ({type(exc).__name__}: {detail}).{kept} "
         "Retry; if it persists, report it with the app's log.",
     )

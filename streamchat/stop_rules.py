@@ -73,20 +73,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-try:  # Python 3.11+
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover - older Pythons
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from . import regex_shape
+from .kinds import RuleKind
 
 try:
     import regex as _regex
 except ImportError:  # pragma: no cover - optional
     _regex = None
 
-PHRASES = "phrases"
-REGEX = "regex"
-MAX_TIME = "max_time"
-MAX_TOKENS = "max_tokens"
+PHRASES = RuleKind.PHRASES
+REGEX = RuleKind.REGEX
+MAX_TIME = RuleKind.MAX_TIME
+MAX_TOKENS = RuleKind.MAX_TOKENS
 KINDS = (PHRASES, REGEX, MAX_TIME, MAX_TOKENS)
 
 REGEX_LOOKBACK_CAP = 1000  # characters; longest regex match / lookback the evaluator handles
@@ -102,7 +100,7 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # "phrases" | "regex" | "max_time" | "max_tokens"
+    kind: RuleKind | str  # a plain "phrases" / "regex" / "max_time" / "max_tokens" is accepted too
     value: str | float | int | tuple[str, ...]
     case_sensitive: bool = False
     watch_thinking: bool = False  # also check the thinking (reasoning) text
@@ -267,113 +265,6 @@ def _regex_flags(case_sensitive: bool) -> int:
     return re.MULTILINE | (0 if case_sensitive else re.IGNORECASE)
 
 
-_C = _sre_parse
-_REPEATS = tuple(
-    op for op in (getattr(_C, "MAX_REPEAT", None), getattr(_C, "MIN_REPEAT", None)) if op is not None
-)
-_POSSESSIVE = getattr(_C, "POSSESSIVE_REPEAT", None)
-_ATOMIC = getattr(_C, "ATOMIC_GROUP", None)
-_UNBOUNDED = getattr(_C, "MAXREPEAT", 1 << 32)
-_BACKWARD_AT = {
-    getattr(_C, name)
-    for name in ("AT_BEGINNING", "AT_BEGINNING_LINE", "AT_BEGINNING_STRING")
-    if hasattr(_C, name)
-}
-
-
-def _children(op, av) -> list:
-    if op is _C.BRANCH:
-        return list(av[1])
-    if op is _C.SUBPATTERN:
-        return [av[-1]]
-    if op in _REPEATS or (op is _POSSESSIVE and op is not None):
-        return [av[2]]
-    if op is _ATOMIC and op is not None:
-        return [av]
-    if op in (_C.ASSERT, _C.ASSERT_NOT):
-        return [av[1]]
-    if op is _C.GROUPREF_EXISTS:
-        return [x for x in av[1:3] if x is not None]
-    return []
-
-
-class _Analysis:
-    """What the evaluator needs to know about a pattern's shape."""
-
-    def __init__(self, tree):
-        self.min_width, self.max_width = tree.getwidth()
-        self.lookahead = 0  # sum of the lookaheads' maximum widths
-        self.edge = 0  # characters past the match an assertion may look at
-        # A repetition of variable count (at least 2) inside another repetition, one of the two
-        # unbounded: (a+)+, (\w+\s)*, (a{1,3})+ -- the usual exponential backtracking shapes.
-        # (ab?)+ and (\d{3}-)+ are fine; possessive repeats and atomic groups are exempt.
-        self.nested_repeat = False
-        self._walk(tree, outer=None)
-
-    def _walk(self, sub, outer) -> None:
-        for op, av in sub.data:
-            if op is _C.AT:
-                if av not in _BACKWARD_AT:
-                    self.edge = max(self.edge, 2 if av is _C.AT_END else 1)
-            elif op is _C.ASSERT or op is _C.ASSERT_NOT:
-                if av[0] == 1:
-                    self.lookahead += av[1].getwidth()[1]
-            inner_outer = outer
-            if op in _REPEATS:
-                lo, hi = av[0], av[1]
-                if (
-                    outer is not None
-                    and lo != hi
-                    and hi >= 2
-                    and (outer[1] == _UNBOUNDED or hi == _UNBOUNDED)
-                    and av[2].getwidth()[1] > 0
-                ):
-                    self.nested_repeat = True
-                if hi > 1:
-                    inner_outer = (lo, hi)
-            elif op is _POSSESSIVE and op is not None or op is _ATOMIC and op is not None:
-                inner_outer = None  # no backtracking into it
-            for child in _children(op, av):
-                self._walk(child, inner_outer)
-
-    @property
-    def reach(self) -> int | None:
-        """How far past a match's start the engine may look, or None when not bounded by the cap."""
-        reach = self.max_width + self.lookahead + self.edge
-        return reach if reach <= REGEX_LOOKBACK_CAP else None
-
-
-def _head(tree):
-    """For a pattern of unbounded reach: (compiled H, reach of H), H being the longest run of the
-    pattern's leading items whose reach is bounded (an unbounded repetition contributes its minimum
-    count: `https?://\\S+` -> `https?://\\S`). Every match of the pattern at q implies a match of
-    H at q, so a position where H cannot match (decided, as for bounded patterns) is dead for good.
-    None when there is no such prefix."""
-    SubPattern = _sre_parse.SubPattern
-    while len(tree.data) == 1 and tree.data[0][0] is _C.SUBPATTERN and not any(tree.data[0][1][1:3]):
-        tree = tree.data[0][1][-1]  # (https?://\\S+): look inside the group (not (?i:...))
-    items: list = []
-    reach = None
-    for op, av in tree.data[:100]:
-        reach_with = _Analysis(SubPattern(tree.state, items + [(op, av)])).reach
-        if reach_with is not None:
-            items.append((op, av))
-            reach = reach_with
-            continue
-        if op in _REPEATS and av[0] >= 1:  # a repetition cut to its minimum count ends the head
-            cut = (op, (av[0], av[0], av[2]))
-            reach_with = _Analysis(SubPattern(tree.state, items + [cut])).reach
-            if reach_with is not None:
-                items.append(cut)
-                reach = reach_with
-        break
-    if not items or reach is None:
-        return None
-    from re import _compiler  # private, like the parser; guarded by the caller
-
-    return _compiler.compile(SubPattern(tree.state, items), tree.state.flags), reach
-
-
 # ---------------------------------------------------------------------------- matchers
 
 
@@ -440,10 +331,9 @@ class _RegexMatcher:
         except (OverflowError, RecursionError, ValueError) as e:
             raise RuleError(f"Invalid regular expression /{pattern}/: {e}") from None
         try:
-            tree = _sre_parse.parse(pattern, flags)
-            shape = _Analysis(tree)
-        except Exception:  # noqa: BLE001 - private parser API changed: be conservative
-            tree = shape = None
+            shape: regex_shape.Shape | None = regex_shape.shape(pattern, flags)
+        except Exception:  # the private parser changed (see regex_shape): be conservative
+            shape = None
         if shape is not None:
             if shape.min_width == 0:
                 raise RuleError(
@@ -457,20 +347,21 @@ class _RegexMatcher:
                     "the nesting, or make the inner repetition possessive (a++)."
                 )
         self.rule = rule
-        self.reach = shape.reach if shape is not None else None
+        self.reach = shape.reach(REGEX_LOOKBACK_CAP) if shape is not None else None
         self.max_width = shape.max_width if shape is not None else None
         self.decided = 0  # no match starts before this position
-        self.head = None  # unbounded patterns: (a bounded prefix of the pattern, its reach)
-        if tree is not None and self.reach is None:
+        # unbounded patterns: (a bounded prefix of the pattern, its reach)
+        self.head: tuple[re.Pattern[str], int] | None = None
+        if shape is not None and self.reach is None:
             try:
-                self.head = _head(tree)
-            except Exception:  # noqa: BLE001 - private API: then just use the capped window
+                self.head = regex_shape.bounded_head(shape, REGEX_LOOKBACK_CAP)
+            except Exception:  # the private API again: then just use the capped window
                 self.head = None
         self.near = None
         if _regex is not None:
             try:
                 self.near = _regex.compile(pattern, flags)
-            except Exception:  # noqa: BLE001 - a pattern `regex` reads differently: no near misses
+            except Exception:  # a pattern `regex` reads differently: no near misses
                 self.near = None
 
     def reset(self) -> None:

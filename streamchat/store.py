@@ -28,6 +28,7 @@ from typing import Any
 from . import metrics as metrics_mod
 from .errors import redact, strip_url_credentials
 from .generation import Generation
+from .kinds import MessageState, Mode, RunSource
 from .text import clean_text
 
 DB_NAME = "streamchat.db"
@@ -37,7 +38,7 @@ BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt
 WRITE_PATIENCE_S = 30.0  # how long a write keeps trying, with backoff, before DatabaseBusy
 
 ROLES = ("system", "user", "assistant")
-MESSAGE_STATES = ("done", "streaming", "stopped", "failed")
+MESSAGE_STATES = tuple(MessageState)
 RUN_COLUMNS = (
     "created_at",
     "source",
@@ -512,7 +513,7 @@ class Store:
         role: str,
         content: str,
         *,
-        state: str = "done",
+        state: str = MessageState.DONE,
         error: str | None = None,
         summary: str | None = None,
         metrics: Any = None,
@@ -643,7 +644,7 @@ class Store:
         if unknown:
             raise ValueError(f"unknown run fields: {sorted(unknown)}")
         fields.setdefault("created_at", _now())
-        fields.setdefault("source", "chat")
+        fields.setdefault("source", RunSource.CHAT)
         fields["base_url"] = safe_base_url(fields.get("base_url"))
         with self._connect(write=True) as conn:
             if "owner" not in fields and fields.get("conversation_id"):
@@ -705,7 +706,7 @@ def run_fields_from_generation(
         "provider": endpoint.provider if endpoint else None,
         "base_url": safe_base_url(endpoint.base_url) if endpoint else None,
         "model": endpoint.model if endpoint else None,
-        "mode": "stream" if g.request.stream else "non-stream",
+        "mode": Mode.STREAM if g.request.stream else Mode.NON_STREAM,
         "state": g.state,
         "ttft_s": m.ttft.value,
         "time_to_answer_s": m.time_to_answer.value,

