@@ -23,6 +23,7 @@ class PageContext:
     metrics_slot: object   # where the live metrics panel goes (sidebar, or on top in presenter view)
     presenter: bool
     conversations: ConversationList   # drawn by the shell, or by the chat page after a send
+    seen_slot: object   # under the metrics: the browser-measured visible TTFT (components.visible_ttft)
 
     def metrics_panel(self) -> MetricsPanel:
         return MetricsPanel(self.metrics_slot, wide=self.presenter)

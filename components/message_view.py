@@ -16,6 +16,8 @@ from streamchat import metrics as metrics_mod
 from streamchat.markdown_safety import Piece, escape_markdown, message_pieces
 from streamchat.stop_rules import HIDDEN
 
+from . import visible_ttft
+
 
 STATE_MARKS = {"stopped": "⏹ stopped", "failed": "⚠️ failed", "streaming": "… in progress elsewhere"}
 INTERRUPTED = "⚠️ interrupted (the app stopped before this reply finished)"
@@ -100,6 +102,9 @@ def render_message(message: dict, *, interrupted: bool = False, hide_matches: bo
                            interrupted=interrupted,
                            note=rule_note(rule["describe"], hide_matches) if rule else None,
                            cut_off=metrics.get("finish_reason") == "length")
+            seen = visible_ttft.saved_line(metrics)
+            if seen:
+                st.caption(seen)
     if actions is not None:
         with slots.actions.container():
             actions()

@@ -69,6 +69,8 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
         metrics_slot = st.container(key="presenter-metrics")
     else:
         metrics_slot = st.sidebar.container()
+    # Its place must not move between runs: the probe's report re-runs it as a fragment.
+    seen_slot = (st if presenter else st.sidebar).container(key="visible-ttft-slot")
     if page != CHAT_PAGE:
         st.html(CHAT_ONLY_CSS)
     # Hidden by CSS, not skipped, in presenter view: widgets that are not rendered lose their state.
@@ -81,7 +83,7 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
     conversations = ConversationList(store, st.sidebar.container(key="sidebar-conversations"))
     remember_identity(st.sidebar)
     ctx = PageContext(settings, store, shared_runner(), options, metrics_slot, presenter,
-                      conversations)
+                      conversations, seen_slot)
     set_context(ctx)
     if page != CHAT_PAGE:
         conversations.draw()

@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from components import visible_ttft
 from components.context import context
 from components.conversations import create_conversation, current_conversation_id
 from components.live_reply import CaptionSlot, LiveReply
@@ -83,6 +84,7 @@ def start_generation(conversation_id: str, base: list[dict], **reply_args) -> No
                                 timeouts=options.timeouts, stop_rules=options.stop_rules)
     replies[conversation_id] = start_reply(ctx.runner, store, conversation_id, request,
                                            options.endpoint, **reply_args)
+    state.seen_target = replies[conversation_id].message_id   # the probe times this reply
 
 
 def reply_to_last_user_message(conversation_id: str) -> None:
@@ -178,6 +180,13 @@ def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
         row.button("✂️ Trim oldest messages and retry", key="trim-last",
                    on_click=trim_and_retry, args=(conversation_id,),
                    help="Leave the oldest half of the earlier messages out of what is sent.")
+
+
+def keep_seen(seen: visible_ttft.Seen) -> str | None:
+    """The browser's visible TTFT for a reply: saved with it and its run, shown under the metrics."""
+    store.record_visible_ttft(seen.target, seen.seconds)
+    message = store.get_message(seen.target)
+    return visible_ttft.saved_line((message or {}).get("metrics") or {})
 
 
 def near_miss_text(g) -> str:
@@ -325,3 +334,4 @@ elif state.get("last_generation") is not None:
 else:
     ctx.metrics_panel().show_idle()
 follow_background_replies()   # a reply in another chat of this session may still be running
+visible_ttft.probe(ctx.seen_slot, page="chat", target=state.get("seen_target"), on_seen=keep_seen)

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components import visible_ttft
 from components.context import context
 from components.identity import session_owner
 from components.live_reply import CaptionSlot, LiveReply
@@ -39,6 +40,15 @@ def start_comparison() -> None:
         state.cmp_problem = options.problem
         return
     state.cmp_problem = None
+    record = compare.record_to_store(ctx.store, owner=session_owner())
+    first_stream_run: dict = {}   # the run the visible-TTFT probe times (filled by the runner)
+    state.cmp_first_stream_run = first_stream_run
+
+    def on_generation_done(generation, side: str) -> None:
+        run_id = record(generation, side)
+        if side == compare.STREAM:
+            first_stream_run.setdefault("id", run_id)
+
     messages = history_for_request([{"role": "user", "content": prompt, "state": "done"}],
                                    options.system_prompt)
     state.comparison = compare.Comparison(
@@ -47,11 +57,25 @@ def start_comparison() -> None:
         # comparison fixes temperature 0 and a seed itself, so both sides get the same reply.
         params=dataclasses.replace(options.params, temperature=None, seed=None),
         timeouts=options.timeouts, runner=ctx.runner,
-        on_generation_done=compare.record_to_store(ctx.store, owner=session_owner())).start()
+        on_generation_done=on_generation_done).start()
 
 
 comparison: compare.Comparison | None = state.get("comparison")
 running = comparison is not None and not comparison.is_finished
+
+
+def keep_seen(seen: visible_ttft.Seen) -> str | None:
+    """The browser's time from Run to the first streamed words, kept with that run."""
+    ctx.store.record_run_visible_ttft(int(seen.target), seen.seconds)
+    return (visible_ttft.line(seen.seconds, None, what="the first streamed words")
+            + " (from Run: it includes the uncounted warm-up request)")
+
+
+def draw_probe() -> None:
+    run_id = (state.get("cmp_first_stream_run") or {}).get("id") if not running else None
+    visible_ttft.probe(ctx.seen_slot, page="compare",
+                       target=str(run_id) if run_id is not None else None, on_seen=keep_seen)
+
 
 st.text_area("Prompt", value=COMPARE_PROMPT, key="cmp_prompt", height=80, disabled=running)
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -73,6 +97,7 @@ if state.get("cmp_problem"):
 
 if comparison is None:
     st.info(f"Model: {options.model_label}. Press **Run comparison** to start.")
+    draw_probe()
     st.stop()
 
 progress = st.empty()
@@ -157,7 +182,8 @@ def render_until_finished() -> None:
                     continue
                 waiting.pop(side, None)
                 if lives.get(side, (None,))[0] is not g:
-                    lives[side] = (g, LiveReply(panels[side]["body"].container(height=260)))
+                    body = panels[side]["body"].container(height=260, key=f"cmp-live-{side}-{pair.index}")
+                    lives[side] = (g, LiveReply(body))
                 lives[side][1].render(g.text, growing=not g.is_finished)
                 panels[side]["status"].show(status_text(g, metrics.compute(g)))
                 panels[side]["line"].show(panel_line(g) if g.is_finished else "")
@@ -262,3 +288,4 @@ st.table(table, hide_index=True)
 st.caption("  \n".join(explained(row) for row in summary))
 with st.expander("Every run"):
     st.dataframe(pd.DataFrame(compare.run_rows(comparison.pairs)), hide_index=True)
+draw_probe()

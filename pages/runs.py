@@ -16,7 +16,8 @@ from streamchat import compare, export
 
 COLUMNS = {  # shown column -> label
     "created_at": "time", "source": "source", "provider": "provider", "model": "model",
-    "mode": "mode", "state": "state", "ttft_s": "TTFT (s)", "time_to_answer_s": "answer (s)",
+    "mode": "mode", "state": "state", "ttft_s": "TTFT (s)",
+    "visible_ttft_s": "seen in browser (s)", "time_to_answer_s": "answer (s)",
     "thinking_s": "thinking (s)", "decode_tps": "decode tok/s", "e2e_s": "E2E (s)",
     "output_tokens": "tokens", "reasoning_tokens": "thinking tokens", "bytes": "bytes",
     "error": "error",

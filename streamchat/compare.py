@@ -254,10 +254,10 @@ class Comparison:
 def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | None = None) -> DoneHook:
     """An on_generation_done hook that writes each finished generation to store.runs, as
     `owner`'s (the identity that ran the comparison)."""
-    from .store import run_fields_from_generation
+    from .records import run_fields_from_generation
 
-    def hook(generation: Generation, side: str) -> None:
-        store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
+    def hook(generation: Generation, side: str) -> int:
+        return store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
 
     return hook
 

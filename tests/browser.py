@@ -502,6 +502,10 @@ _WATCH_JS = """
       const b = e.target.closest && e.target.closest('button');
       if (b && window.__streamWatch) window.__streamWatch.clicks.push([now(), b.innerText.trim() || b.getAttribute('aria-label') || '']);
     }, true);
+    document.addEventListener('keydown', (e) => {   // Enter in the chat input counts as a click on "Enter"
+      if (e.key === 'Enter' && !e.shiftKey && e.target && e.target.tagName === 'TEXTAREA' && window.__streamWatch)
+        window.__streamWatch.clicks.push([now(), 'Enter']);
+    }, true);
   }
   window.__streamWatch = w;
   check();

@@ -148,3 +148,14 @@ def test_exports_have_empty_fields_and_local_iso_times(runs_page, monkeypatch):
     assert datetime.fromisoformat(whole["created_at"]).utcoffset() == timedelta(hours=5, minutes=30)
     data = json.loads(made["runs_json"], parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert data[0]["created_at"] == "2025-03-01T17:37:00+05:30" and data[0]["ttft_s"] is None
+
+
+def test_the_browser_measured_visible_ttft_is_a_column_beside_ttft(runs_page, tmp_path):
+    store = Store(tmp_path / "data")
+    run_id = store.runs(limit=1, source="compare")[0]["id"]
+    assert store.record_run_visible_ttft(run_id, 0.412)
+    store.close()
+    table = runs_page().dataframe[0].value
+    columns = list(table.columns)
+    assert columns.index("seen in browser (s)") == columns.index("TTFT (s)") + 1
+    assert sorted(table["seen in browser (s)"].dropna()) == [0.412]

@@ -413,6 +413,9 @@ def test_visible_ttft_is_kept_once_with_the_reply_and_its_newest_run(store):
     assert store.record_visible_ttft(mid, 0.412)
     assert not store.record_visible_ttft(mid, 9.0)          # reported once: the first one stays
     assert not store.record_visible_ttft("no-such-message", 1.0)
-    assert store.get_message(mid)["metrics"] == {"ttft_s": 0.1, "visible_ttft_s": 0.412}
+    assert store.get_message(mid)["metrics"] == {"ttft_s": 0.1,
+                                               "visible_ttft": {"value": 0.412, "source": "browser"}}
     by_id = {r["id"]: r["visible_ttft_s"] for r in store.runs()}
     assert by_id == {older: None, newer: 0.412}
+    assert store.record_run_visible_ttft(older, 1.5) and not store.record_run_visible_ttft(older, 2.0)
+    assert store.runs(id=older)[0]["visible_ttft_s"] == 1.5
