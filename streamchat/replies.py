@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from . import metrics
 from .generation import Generation, GenerationRequest
 from .kinds import MessageState, RunSource
+from .records import run_fields_from_generation
 from .runner import EndpointSource, Runner
 from .singleton import ProcessWide
-from .store import APPEND, run_fields_from_generation
+from .store import APPEND
 from .tokens import TokenCount
 
 log = logging.getLogger(__name__)

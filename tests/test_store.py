@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from streamchat import export, metrics, store as store_mod
+from streamchat import export, metrics, migrations
 from streamchat.generation import (DONE, FAILED, Endpoint, ErrorInfo, Generation, GenerationRequest)
 from streamchat.store import Store, run_fields_from_generation
 
@@ -48,7 +48,7 @@ def test_creates_data_dir_with_wal_and_current_schema(tmp_path):
     s = Store(tmp_path / "a" / "b")
     assert s.path == tmp_path / "a" / "b" / "streamchat.db" and s.path.exists()
     assert raw(s, "PRAGMA journal_mode") == [("wal",)]
-    assert s.schema_version == len(store_mod.MIGRATIONS)
+    assert s.schema_version == len(migrations.MIGRATIONS)
     tables = {r[0] for r in raw(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"conversations", "messages", "runs"} <= tables
     assert "parent_id" in {r[1] for r in raw(s, "PRAGMA table_info(messages)")}
@@ -64,11 +64,11 @@ def test_reopening_keeps_data_and_applies_only_new_migrations(tmp_path, monkeypa
         applied.append(True)
         conn.execute("CREATE TABLE extra (x)")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, added_later])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, added_later])
     s2 = Store(tmp_path)
     Store(tmp_path)
     assert applied == [True]
-    assert s2.schema_version == len(store_mod.MIGRATIONS)
+    assert s2.schema_version == len(migrations.MIGRATIONS)
     assert s2.get_conversation(cid)["title"] == "kept"
 
 
