@@ -256,8 +256,8 @@ def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | No
     `owner`'s (the identity that ran the comparison)."""
     from .records import run_fields_from_generation
 
-    def hook(generation: Generation, side: str) -> None:
-        store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
+    def hook(generation: Generation, side: str) -> int:
+        return store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
 
     return hook
 

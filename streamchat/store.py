@@ -420,9 +420,9 @@ class Store:
             if row is None:
                 return False
             figures = json.loads(row[0]) if row[0] else {}
-            if figures.get("visible_ttft_s") is not None:
+            if figures.get("visible_ttft") is not None:
                 return False
-            figures["visible_ttft_s"] = seconds
+            figures["visible_ttft"] = {"value": seconds, "source": "browser"}
             conn.execute("UPDATE messages SET metrics_json = ? WHERE id = ?", (to_json(figures), message_id))
             conn.execute(
                 """UPDATE runs SET visible_ttft_s = ? WHERE id =
@@ -430,6 +430,17 @@ class Store:
                 (seconds, message_id),
             )
             return True
+
+    def record_run_visible_ttft(self, run_id: int, seconds: float) -> bool:
+        """The same for a run with no message (a Compare run): once, False if it has one."""
+        with self._connect(write=True) as conn:
+            return (
+                conn.execute(
+                    "UPDATE runs SET visible_ttft_s = ? WHERE id = ? AND visible_ttft_s IS NULL",
+                    (seconds, run_id),
+                ).rowcount
+                == 1
+            )
 
     # ---- runs ----
     def record_run(self, **fields: Any) -> int:
