@@ -21,7 +21,7 @@ from .inputs import clean_user_message
 from .kinds import GenerationState, RunSource
 from .metrics import format_seconds
 from .providers import ProviderError, RemoteConfig, list_models, local_endpoint, validate_base_url
-from .store import safe_base_url
+from .records import safe_base_url
 
 PROG = "python -m streamchat"
 DEFAULT_REPEAT = 3
@@ -252,7 +252,7 @@ def format_value(value: Any, unit: str) -> str:
     return f"{value:,.1f}"
 
 
-def format_table(summary: list[dict]) -> str:
+def format_table(summary: list[dict[str, Any]]) -> str:
     header = ["", "stream median", "p95", "non-stream median", "p95"]
     body = [
         [
@@ -270,7 +270,7 @@ def format_table(summary: list[dict]) -> str:
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = []
     for r in [header, *body]:
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)

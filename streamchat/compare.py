@@ -51,7 +51,7 @@ FATAL_ERROR_KINDS = frozenset(
 WARMUP_GRACE_S = 0.5  # how long the warm-up may go on after its first text
 WARMUP_MAX_S = 10.0  # a slow prefill must not hold the comparison up: stop the warm-up then
 
-DoneHook = Callable[[Generation, str], None]
+DoneHook = Callable[[Generation, str], object]  # what it returns is ignored
 
 
 @dataclass
@@ -146,10 +146,10 @@ class Comparison:
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
 
-    def summary(self) -> list[dict]:
+    def summary(self) -> list[dict[str, Any]]:
         return summarize(self._pairs)
 
-    def outcomes(self) -> dict[str, dict]:
+    def outcomes(self) -> dict[str, dict[str, Any]]:
         return outcomes(self._pairs)
 
     def verdict(self) -> str:
@@ -192,9 +192,9 @@ class Comparison:
                         self._await(g)
                 else:
                     for stream in order:
-                        g = self._launch(runner, pair, stream)
-                        if g is not None:
-                            self._await(g)
+                        launched = self._launch(runner, pair, stream)
+                        if launched is not None:
+                            self._await(launched)
                 if any(
                     g.state == FAILED and g.error and g.error.kind in FATAL_ERROR_KINDS
                     for g in pair.generations
@@ -257,7 +257,8 @@ def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | No
     from .records import run_fields_from_generation
 
     def hook(generation: Generation, side: str) -> int:
-        return store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
+        run_id: int = store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
+        return run_id
 
     return hook
 
@@ -303,7 +304,7 @@ def generation_values(g: Generation) -> dict[str, Any]:
     }
 
 
-def run_rows(pairs: Iterable[ComparePair]) -> list[dict]:
+def run_rows(pairs: Iterable[ComparePair]) -> list[dict[str, Any]]:
     """One row per generation: repeat number, side, state and its numbers."""
     return [{"repeat": p.index + 1, **generation_values(g)} for p in pairs for g in p.generations]
 
@@ -342,13 +343,13 @@ REASONING_ROWS = (
 )
 
 
-def summarize(pairs: Iterable[ComparePair]) -> list[dict]:
+def summarize(pairs: Iterable[ComparePair]) -> list[dict[str, Any]]:
     """One row per metric: median and p95 per side over the runs that finished as done.
 
     Row keys: metric, label, unit, help, stream_median, stream_p95, stream_n,
     non_stream_median, non_stream_p95, non_stream_n (n = runs the statistics are over).
     """
-    values = {side: [] for side in SIDES}
+    values: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     thinking = False
     for pair in pairs:
         for g in pair.generations:
@@ -369,9 +370,11 @@ def summarize(pairs: Iterable[ComparePair]) -> list[dict]:
     return rows
 
 
-def outcomes(pairs: Iterable[ComparePair]) -> dict[str, dict]:
+def outcomes(pairs: Iterable[ComparePair]) -> dict[str, dict[str, Any]]:
     """Per side: how many runs ended done / stopped / failed, and the distinct error messages."""
-    result = {side: {"runs": 0, DONE: 0, STOPPED: 0, FAILED: 0, "errors": []} for side in SIDES}
+    result: dict[str, dict[str, Any]] = {
+        side: {"runs": 0, DONE: 0, STOPPED: 0, FAILED: 0, "errors": []} for side in SIDES
+    }
     for pair in pairs:
         for side in SIDES:
             g = pair.get(side)
@@ -386,7 +389,7 @@ def outcomes(pairs: Iterable[ComparePair]) -> dict[str, dict]:
     return result
 
 
-def _medians(summary: list[dict], metric: str) -> tuple[float | None, float | None]:
+def _medians(summary: list[dict[str, Any]], metric: str) -> tuple[float | None, float | None]:
     row = next((r for r in summary if r["metric"] == metric), {})
     return row.get("stream_median"), row.get("non_stream_median")
 
@@ -412,7 +415,7 @@ def total_time_phrase(e2e_stream: float, e2e_whole: float) -> str:
     return f"{max(pct, 1)} % {'longer' if diff > 0 else 'shorter'}"
 
 
-def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str:
+def verdict(summary: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]] | None = None) -> str:
     """One line in words, e.g. "Streaming showed text 24× sooner; total time about the same;
     3.1× the bytes". Total time and bytes are streaming's, against non-streaming's. When the
     model thought (the summary has a first_answer_s row), streaming's thinking and answer are
@@ -434,6 +437,7 @@ def verdict(summary: list[dict], outcomes: dict[str, dict] | None = None) -> str
             error = f": {out['errors'][0]}" if out.get("errors") else ""
             parts.append(f"{SIDE_LABELS[side]} {why}{error}")
         return "No comparison: " + "; ".join(parts)
+    assert first_s is not None and first_w is not None  # (else `missing` names them)
     if first_s <= 0 and first_w <= 0:
         parts = ["Both showed text at once"]
     elif first_s > 0 and first_w >= first_s * SAME_RATIO:

@@ -36,7 +36,7 @@ class Settings:
 
 
 def load_settings(
-    env_file: str | os.PathLike | None = ".env", environ: Mapping[str, str] | None = None
+    env_file: str | os.PathLike[str] | None = ".env", environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Real environment variables win over the `.env` file, as python-dotenv does by default."""
     values: dict[str, str] = {}

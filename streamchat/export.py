@@ -22,7 +22,7 @@ _STATE_NOTES = {
 }
 
 
-def conversation_markdown(conversation: dict, messages: list[dict]) -> str:
+def conversation_markdown(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     out = [f"# {conversation.get('title') or 'Untitled'}", ""]
     for message in messages:
         role = message.get("role", "")
@@ -53,17 +53,17 @@ def thinking_markdown(reasoning: str) -> list[str]:
 PRIVATE_FIELDS = ("owner",)  # the session token: whoever has it can list that session's chats
 
 
-def conversation_json(conversation: dict, messages: list[dict]) -> str:
+def conversation_json(conversation: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     public = {k: v for k, v in conversation.items() if k not in PRIVATE_FIELDS}
     return _dumps({**public, "messages": messages})
 
 
-def runs_json(runs: list[dict]) -> str:
+def runs_json(runs: list[dict[str, Any]]) -> str:
     """Empty fields (None, NaN from a DataFrame) are null; times are ISO 8601 with their offset."""
     return _dumps([{k: _json_value(v) for k, v in run.items()} for run in runs])
 
 
-def runs_csv(runs: list[dict]) -> str:
+def runs_csv(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return ""
     columns: list[str] = []

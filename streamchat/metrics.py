@@ -25,10 +25,14 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .generation import THINKING, Generation
 from .kinds import Source
 from .reasoning import usage_reasoning_tokens
+
+if TYPE_CHECKING:
+    from .tokens import TokenCount
 
 MEASURED = Source.MEASURED
 SERVER = Source.SERVER
@@ -68,7 +72,7 @@ HELP = {
 @dataclass(frozen=True)
 class Value:
     value: float | int | None
-    source: str
+    source: Source
 
     @property
     def estimated(self) -> bool:
@@ -116,7 +120,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def inter_token_latencies(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:])]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]  # consecutive pairs
 
 
 def is_continuation(generation: Generation) -> bool:
@@ -127,7 +131,7 @@ def is_continuation(generation: Generation) -> bool:
 
 
 def output_tokens(
-    generation: Generation, local_count: int | None = None, local_source: str = ESTIMATED
+    generation: Generation, local_count: int | None = None, local_source: Source = ESTIMATED
 ) -> Value:
     """All output tokens, thinking included (server usage.completion_tokens includes them)."""
     usage = generation.usage or {}
@@ -151,7 +155,7 @@ def server_reasoning_tokens(generation: Generation) -> int | None:
 
 
 def reasoning_tokens(
-    generation: Generation, local_count: int | None = None, local_source: str = ESTIMATED
+    generation: Generation, local_count: int | None = None, local_source: Source = ESTIMATED
 ) -> Value:
     """Thinking tokens: server usage (completion_tokens_details.reasoning_tokens), else the
     local count, else one per reasoning chunk (estimated); None when there was no thinking."""
@@ -169,11 +173,12 @@ def thinking_seconds(generation: Generation, now: float | None = None) -> float 
     """First → last reasoning token; while still thinking, first reasoning token → now.
     None without thinking, and for a non-streamed reply (it all arrives at once)."""
     g = generation
-    if g.t_first_reasoning is None or not g.request.stream:
+    first, last = g.t_first_reasoning, g.t_last_reasoning  # (set together)
+    if first is None or last is None or not g.request.stream:
         return None
     if g.state == THINKING and not g.is_finished and now is not None:
-        return max(now, g.t_last_reasoning) - g.t_first_reasoning
-    return g.t_last_reasoning - g.t_first_reasoning
+        return max(now, last) - first
+    return last - first
 
 
 def live_decode_rate(times: list[float], now: float) -> float | None:
@@ -194,7 +199,7 @@ def live_decode_rate(times: list[float], now: float) -> float | None:
     if gaps == 0:
         return 0.0  # stalled for a whole window
     window = times[anchor:]
-    longest_gap = max(b - a for a, b in zip(window, window[1:]))
+    longest_gap = max(b - a for a, b in zip(window, window[1:], strict=False))
     span = max(times[-1], now - longest_gap) - times[anchor]
     return gaps / span if span > 0 else None
 
@@ -203,9 +208,9 @@ def compute(
     generation: Generation,
     now: float | None = None,
     local_token_count: int | None = None,
-    local_token_source: str = ESTIMATED,
+    local_token_source: Source = ESTIMATED,
     local_reasoning_count: int | None = None,
-    local_reasoning_source: str = ESTIMATED,
+    local_reasoning_source: Source = ESTIMATED,
 ) -> Metrics:
     """The figures as of `now`. For a finished generation, show `final_metrics(g)` instead: it
     adds the local token counts when the server reported no usage. `local_token_count` is all
@@ -267,12 +272,12 @@ _final_locks: weakref.WeakKeyDictionary[Generation, threading.Lock] = weakref.We
 _finals_lock = threading.Lock()
 
 
-def local_token_counts(generation: Generation):
+def local_token_counts(generation: Generation) -> tuple[TokenCount | None, TokenCount | None]:
     """(output, thinking): tokens.TokenCount of what the server did not report, counted with the
     same tokenizer path for both (None where the server reported it or there is nothing).
     Output = answer + thinking."""
-    g = generation
-    if g.endpoint is None or not (g.text or g.reasoning):
+    g, endpoint = generation, generation.endpoint
+    if endpoint is None or not (g.text or g.reasoning):
         return None, None
     from .tokens import TokenCount, count_reply_tokens  # tiktoken: loaded only when needed
 
@@ -280,9 +285,12 @@ def local_token_counts(generation: Generation):
     need_reasoning = bool(g.reasoning) and server_reasoning_tokens(g) is None
     if not need_output and not need_reasoning:
         return None, None
-    count = lambda text: count_reply_tokens(text, g.endpoint.provider, g.endpoint.model)  # noqa: E731
+
+    def count(text: str) -> TokenCount:
+        return count_reply_tokens(text, endpoint.provider, endpoint.model)
+
     thinking = count(g.reasoning) if g.reasoning and (need_reasoning or need_output) else None
-    output = None
+    output: TokenCount | None = None
     if need_output:
         answer = count(g.text) if g.text else None
         parts = [c for c in (answer, thinking) if c is not None]
@@ -295,7 +303,7 @@ def local_token_counts(generation: Generation):
     return output, (thinking if need_reasoning else None)
 
 
-def local_token_count(generation: Generation):
+def local_token_count(generation: Generation) -> TokenCount | None:
     """tokens.TokenCount of the reply's output (answer + thinking) when the server reported no
     usage, else None."""
     return local_token_counts(generation)[0]
@@ -320,7 +328,7 @@ def final_metrics(generation: Generation) -> Metrics:
                 counted, thinking = local_token_counts(g)
             except Exception:  # counting must never cost the figures
                 counted = thinking = None
-            kwargs = {}
+            kwargs: dict[str, Any] = {}
             if counted:
                 kwargs.update(local_token_count=counted.n, local_token_source=counted.source)
             if thinking:
@@ -336,11 +344,11 @@ def current(generation: Generation, now: float | None = None) -> Metrics:
     return final_metrics(generation) if generation.is_finished else compute(generation, now)
 
 
-def token_count_args(m: Metrics) -> dict:
+def token_count_args(m: Metrics) -> dict[str, Any]:
     """The local count `m` was computed with, as keyword arguments for compute() and
     store.run_fields_from_generation (empty when the server reported usage or no count was made),
     so a recomputation gives the same figures."""
-    out = {}
+    out: dict[str, Any] = {}
     tokens = m.output_tokens
     if tokens.source not in (SERVER, MEASURED, ESTIMATED) and tokens.value is not None:
         out.update(local_token_count=tokens.value, local_token_source=tokens.source)

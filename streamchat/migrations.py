@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -129,7 +129,7 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
         f"SELECT id, {', '.join(_RUN_TEXT_COLUMNS)} FROM runs WHERE "
         + " OR ".join(f"instr({c}, '***')" for c in _RUN_TEXT_COLUMNS)
     ).fetchall():
-        row = dict(zip(_RUN_TEXT_COLUMNS, values))
+        row = dict(zip(_RUN_TEXT_COLUMNS, values, strict=True))
         words = [(c, v) for c, v in row.items() if v and c != "extra_json"]
         words += [("extra_json", w) for w in _JSON_STRING.findall(row["extra_json"] or "")]
         keys = None
@@ -138,7 +138,9 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
                 continue
             if column in ("conversation_id", "message_id"):  # ids are hex: "***" is a GLOB "*"
                 table = "conversations" if column == "conversation_id" else "messages"
-                names = [r[0] for r in conn.execute(f"SELECT id FROM {table} WHERE id GLOB ?", (word,))]
+                names: Iterable[str] = [
+                    r[0] for r in conn.execute(f"SELECT id FROM {table} WHERE id GLOB ?", (word,))
+                ]
             else:
                 names = _RUN_WORDS
             fits = {s for name in names if (s := _replaced(word, name))}

@@ -57,7 +57,7 @@ def default_params(provider: str) -> GenerationParams:
     return LOCAL_PARAMS if provider == LOCAL else REMOTE_PARAMS
 
 
-def local_model_label(model_path: str | os.PathLike | None = None) -> str:
+def local_model_label(model_path: str | os.PathLike[str] | None = None) -> str:
     """The embedded model's name as people should read it: "SmolLM2-135M-Instruct (Q4_1),
     embedded", or the GGUF file's name when LOCAL_MODEL_PATH names another model."""
     from .local_server import BUNDLED_FILE
@@ -74,7 +74,7 @@ def local_threads() -> int:
     return default_threads()
 
 
-def local_model_caption(model_path: str | os.PathLike | None = None) -> str:
+def local_model_caption(model_path: str | os.PathLike[str] | None = None) -> str:
     """One line for the settings: what runs where, with the real thread count."""
     threads = local_threads()
     model = f"model `{model_path}`" if model_path else BUNDLED_MODEL_LABEL

@@ -162,8 +162,8 @@ class ThinkSplitter:
     def _feed_maybe(self, text: str) -> Split:
         buf, self._held = self._held + text, ""
         i = buf.find(CLOSE)
-        fence = (self._last + buf).find(FENCE)
-        fence = None if fence < 0 else fence - len(self._last)  # negative: began earlier
+        found = (self._last + buf).find(FENCE)
+        fence = None if found < 0 else found - len(self._last)  # negative: began earlier
         if i >= 0 and (fence is None or fence > i):
             self._state = _ANSWER
             if (self._last + buf[:i])[-1:] == "`":
@@ -229,7 +229,7 @@ def message_reasoning(message: Any) -> str:
     return field_reasoning(message)
 
 
-def usage_reasoning_tokens(usage: dict | None) -> int | None:
+def usage_reasoning_tokens(usage: dict[str, Any] | None) -> int | None:
     """`usage.completion_tokens_details.reasoning_tokens`, when the server gave it."""
     details = (usage or {}).get("completion_tokens_details")
     if isinstance(details, dict):

@@ -13,7 +13,7 @@ from typing import Any
 from . import metrics as metrics_mod
 from .errors import redact, strip_url_credentials
 from .generation import Generation
-from .kinds import Mode
+from .kinds import Mode, Source
 from .text import clean_text
 
 
@@ -38,10 +38,10 @@ def run_fields_from_generation(
     conversation_id: str | None = None,
     message_id: str | None = None,
     local_token_count: int | None = None,
-    local_token_source: str = metrics_mod.ESTIMATED,
+    local_token_source: Source = metrics_mod.ESTIMATED,
     local_reasoning_count: int | None = None,
-    local_reasoning_source: str = metrics_mod.ESTIMATED,
-) -> dict:
+    local_reasoning_source: Source = metrics_mod.ESTIMATED,
+) -> dict[str, Any]:
     """The runs row for a finished generation (for Store.record_run)."""
     g = generation
     m = (
@@ -56,7 +56,7 @@ def run_fields_from_generation(
         )
     )
     endpoint = g.endpoint
-    fields = {
+    fields: dict[str, Any] = {
         "source": source,
         "conversation_id": conversation_id,
         "message_id": message_id,

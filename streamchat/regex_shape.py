@@ -11,15 +11,13 @@ stop_rules.py treats any exception from here as "shape unknown" and falls back t
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
-try:  # Python 3.11+
-    from re import _compiler as _sre_compile
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover - Python < 3.11 (not supported, see pyproject.toml)
-    import sre_compile as _sre_compile
-    import sre_parse as _sre_parse
+# Imported by name: typeshed does not describe private modules, so they are Any to the type checker.
+_sre_parse: Any = importlib.import_module("re._parser")
+_sre_compile: Any = importlib.import_module("re._compiler")
 
 _C: Any = _sre_parse  # the opcode constants live on the parser module (from re._constants)
 _REPEATS = tuple(

@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import metrics
 from .generation import Generation, GenerationRequest
@@ -21,7 +22,7 @@ from .kinds import MessageState, RunSource
 from .records import run_fields_from_generation
 from .runner import EndpointSource, Runner
 from .singleton import ProcessWide
-from .store import APPEND
+from .store import APPEND, Store
 from .tokens import TokenCount
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ SAVE_RETRY_S = 5.0  # a final save that met a locked database is tried again aft
 SAVE_ATTEMPTS = 12  # …this many times in all (each attempt itself waits Store.write_patience)
 
 
-def is_sent(message: dict) -> bool:
+def is_sent(message: dict[str, Any]) -> bool:
     """User messages, and the assistant replies that were kept (done or stopped with text)."""
     return message["role"] == "user" or (
         message["role"] == "assistant" and bool(message["content"]) and message["state"] in SENDABLE_STATES
@@ -41,8 +42,8 @@ def is_sent(message: dict) -> bool:
 
 
 def history_for_request(
-    messages: list[dict], system_prompt: str = "", skip_oldest: int = 0
-) -> tuple[dict, ...]:
+    messages: list[dict[str, Any]], system_prompt: str = "", skip_oldest: int = 0
+) -> tuple[dict[str, Any], ...]:
     """What the model sees: the system prompt, then the messages that are sent (see is_sent),
     leaving out the `skip_oldest` first ones (trimmed to fit the model's context). Only role and
     content: a reply's thinking (`reasoning`) is never sent back (DeepSeek's API rejects it, the
@@ -52,7 +53,7 @@ def history_for_request(
     return tuple(out)
 
 
-def trim_more(base: list[dict], already: int) -> int:
+def trim_more(base: list[dict[str, Any]], already: int) -> int:
     """Where to cut next to leave out about half of the earlier messages: always just before a
     user message, so the turns still alternate (some chat templates reject anything else).
     `base` ends with the user message being answered, which is never cut."""
@@ -64,12 +65,12 @@ def trim_more(base: list[dict], already: int) -> int:
     return next((i for i in users if i >= middle), users[-1])
 
 
-def left_out(base: list[dict], skip: int) -> int:
+def left_out(base: list[dict[str, Any]], skip: int) -> int:
     """How many messages that would have been sent a cut at `skip` leaves out."""
     return sum(is_sent(m) for m in base[:skip])
 
 
-def up_to_last_user_message(messages: list[dict]) -> list[dict]:
+def up_to_last_user_message(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation as it was when the last user message was sent (for Retry)."""
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
     return messages[: last_user + 1]
@@ -105,12 +106,12 @@ class PartialFlusher:
 
     def __init__(self, every: float = FLUSH_EVERY_S) -> None:
         self.every = every
-        self._watched: dict[str, tuple[object, ActiveReply]] = {}
+        self._watched: dict[str, tuple[Store, ActiveReply]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def watch(self, store, reply: ActiveReply) -> None:
+    def watch(self, store: Store, reply: ActiveReply) -> None:
         with self._lock:
             self._watched[reply.message_id] = (store, reply)
             if self._thread is None:
@@ -142,7 +143,7 @@ class PartialFlusher:
                     self._wake.clear()
 
 
-def flush_partial(store, reply: ActiveReply) -> None:
+def flush_partial(store: Store, reply: ActiveReply) -> None:
     with reply.lock:
         # Answer first: answer text taken back into the thinking (a close-only </think>) is
         # added to `reasoning` before `text` is cleared, so it is in one of the two, never in
@@ -183,12 +184,12 @@ def local_token_count(g: Generation) -> TokenCount | None:
     return metrics.local_token_count(g)
 
 
-def save_generation(store, reply: ActiveReply) -> None:
+def save_generation(store: Store, reply: ActiveReply) -> None:
     with reply.lock:
         _save_generation(store, reply)
 
 
-def _save_generation(store, reply: ActiveReply) -> None:
+def _save_generation(store: Store, reply: ActiveReply) -> None:
     """Save the finished reply. A database locked by another program is waited out (the store
     retries each write for a while; then this tries again every SAVE_RETRY_S) with the text
     kept in memory and `save_problem` telling the user; `saved` is set once it is in the store
@@ -236,17 +237,25 @@ def _save_generation(store, reply: ActiveReply) -> None:
     reply.saved.set()
 
 
-def run_fields(g: Generation, m: metrics.Metrics, **ids) -> dict:
+def run_fields(
+    g: Generation, m: metrics.Metrics, *, conversation_id: str | None = None, message_id: str | None = None
+) -> dict[str, Any]:
     """The Runs row of a chat reply, from the same figures as its footer (`m`)."""
-    fields = run_fields_from_generation(g, source=RunSource.CHAT, **ids, **metrics.token_count_args(m))
+    fields = run_fields_from_generation(
+        g,
+        source=RunSource.CHAT,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        **metrics.token_count_args(m),
+    )
     if m.continuation:  # say what the figures cover, as the footer and the panel do
         extra = json.loads(fields["extra_json"] or "{}")
         fields["extra_json"] = json.dumps({**extra, "continuation": True}, ensure_ascii=False)
     return fields
 
 
-def metrics_dict(m: metrics.Metrics) -> dict:
-    out = {}
+def metrics_dict(m: metrics.Metrics) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for name in (
         "ttft",
         "ttfb",
@@ -271,7 +280,9 @@ def metrics_dict(m: metrics.Metrics) -> dict:
     return out
 
 
-def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0, reasoning_offset: int = 0) -> dict:
+def message_metrics(
+    g: Generation, m: metrics.Metrics, offset: int = 0, reasoning_offset: int = 0
+) -> dict[str, Any]:
     """What a saved message keeps about its generation: the metrics, why it failed, and which
     stop rule ended it where (offsets into the message, which may start with `offset` older
     characters when the reply was continued; a hit in the thinking has `in_thinking` and
@@ -296,13 +307,13 @@ def message_metrics(g: Generation, m: metrics.Metrics, offset: int = 0, reasonin
 
 def start_reply(
     runner: Runner,
-    store,
+    store: Store,
     conversation_id: str,
     request: GenerationRequest,
     endpoint: EndpointSource,
     *,
-    parent_id=APPEND,
-    continue_message: dict | None = None,
+    parent_id: Any = APPEND,  # a message id, None (a root), or APPEND
+    continue_message: dict[str, Any] | None = None,
 ) -> ActiveReply:
     """Start a generation and the assistant message it fills: a new one (appended to the
     branch, or under `parent_id` as a new version), or `continue_message` carried on."""
@@ -320,6 +331,10 @@ def start_reply(
         )
     generation = runner.start(request, endpoint)
     reply = ActiveReply(generation, conversation_id, message_id, prefix, reasoning_prefix=reasoning_prefix)
-    generation.add_done_callback(lambda _g: _savers.submit(save_generation, store, reply))
+
+    def save_when_done(_: Generation) -> None:
+        _savers.submit(save_generation, store, reply)
+
+    generation.add_done_callback(save_when_done)
     get_flusher().watch(store, reply)
     return reply

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import openai
@@ -33,9 +33,12 @@ from .singleton import ProcessWide
 from .text import clean_text
 from .wire import CountingTransport, current_listener
 
+if TYPE_CHECKING:
+    from .stop_rules import Rule, StopRuleEvaluator
+
 log = logging.getLogger(__name__)
 
-EndpointSource = Union[Endpoint, Callable[[], Endpoint]]
+EndpointSource = Endpoint | Callable[[], Endpoint]
 
 
 class _GenerationWire:
@@ -68,11 +71,12 @@ class _Timer:
             self.handle.cancel()
 
 
-def _as_dict(value: Any) -> dict | None:
+def _as_dict(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if hasattr(value, "model_dump"):
-        return value.model_dump(exclude_none=True)
+        dumped: dict[str, Any] = value.model_dump(exclude_none=True)
+        return dumped
     return dict(value) if isinstance(value, dict) else None
 
 
@@ -81,7 +85,7 @@ def _extra(obj: Any, name: str) -> Any:
     return extra.get(name)
 
 
-def _evaluator(rules):
+def _evaluator(rules: tuple[Rule, ...]) -> StopRuleEvaluator:
     from .stop_rules import StopRuleEvaluator
 
     return StopRuleEvaluator(rules)
@@ -92,8 +96,8 @@ class Runner:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="streamchat-runner", daemon=True)
         self._thread.start()
-        self._clients: dict[tuple, openai.AsyncOpenAI] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._clients: dict[tuple[Any, ...], openai.AsyncOpenAI] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._warmed: set[object] = set()
         self._closed = False
 
@@ -104,9 +108,13 @@ class Runner:
         generation = Generation(request, endpoint if isinstance(endpoint, Endpoint) else None)
         future = asyncio.run_coroutine_threadsafe(self._spawn(generation, endpoint), self._loop)
         task = future.result(timeout=5)
-        generation._stop_callback = lambda: self._loop.call_soon_threadsafe(task.cancel)
+
+        def stop() -> None:
+            self._loop.call_soon_threadsafe(task.cancel)
+
+        generation._stop_callback = stop
         if generation.t_stop_requested is not None:  # stopped before the callback was wired
-            generation._stop_callback()
+            stop()
         return generation
 
     def warm(self, endpoint: EndpointSource, key: object, connect_timeout: float = 10.0) -> None:
@@ -157,7 +165,7 @@ class Runner:
         self._thread.join(timeout)
 
     # ---- loop thread --------------------------------------------------------------------
-    async def _spawn(self, generation: Generation, endpoint: EndpointSource) -> asyncio.Task:
+    async def _spawn(self, generation: Generation, endpoint: EndpointSource) -> asyncio.Task[None]:
         task = asyncio.create_task(self._run(generation, endpoint), name=f"generation-{generation.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -190,6 +198,7 @@ class Runner:
         endpoint = generation.endpoint
         try:
             if endpoint is None:
+                assert not isinstance(endpoint_source, Endpoint)  # (start() set it then)
                 endpoint = await asyncio.to_thread(endpoint_source)
                 generation.endpoint = endpoint
             try:
@@ -314,9 +323,11 @@ class Runner:
 
     @staticmethod
     def _rule_fired(generation: Generation, t: float, final: bool = False) -> bool:
-        hit = generation.rules.check(
+        rules, sent = generation.rules, generation.t_sent
+        assert rules is not None and sent is not None  # (called once the request has been sent)
+        hit = rules.check(
             generation.text,
-            elapsed=t - generation.t_sent,
+            elapsed=t - sent,
             tokens=generation.content_chunk_count,
             final=final,
             reasoning=generation.reasoning,
@@ -326,12 +337,17 @@ class Runner:
             generation.rule_hit = hit
         return hit is not None
 
-    def _time_rule_timer(self, generation: Generation, loop) -> _Timer | None:
+    def _time_rule_timer(self, generation: Generation, loop: asyncio.AbstractEventLoop) -> _Timer | None:
         """A max-time rule must fire even when no chunk arrives (a long prefill, a stall)."""
-        limits = [r.value for r in generation.request.stop_rules if r.kind == RuleKind.MAX_TIME]
+        limits = [
+            r.value
+            for r in generation.request.stop_rules
+            if r.kind == RuleKind.MAX_TIME and isinstance(r.value, int | float)  # (validated numbers)
+        ]
         if not limits:
             return None
         task = asyncio.current_task()
+        assert task is not None  # (called from the generation's task)
         timer = _Timer()
 
         def fire() -> None:
@@ -410,7 +426,7 @@ def absorb_text(generation: Generation, t: float, content: str, reasoning: str =
     """Record one chunk's text received at `t`: `content` as the server sent it (inline
     `<think>…</think>` is split out of it) and `reasoning` from a reasoning field. Both are
     cleaned (clean_text). When the reply ends, call `release_held` for a held partial tag."""
-    splitter = getattr(generation, "_think", None)
+    splitter = generation._think
     if splitter is None:
         splitter = generation._think = ThinkSplitter()
     if reasoning:
@@ -426,7 +442,7 @@ def absorb_text(generation: Generation, t: float, content: str, reasoning: str =
 def release_held(generation: Generation) -> None:
     """The reply is over (done, stopped or failed): text held back as a possible partial tag
     is released as what it is."""
-    splitter = getattr(generation, "_think", None)
+    splitter = generation._think
     if splitter is None:
         return
     split = splitter.finish()

@@ -68,18 +68,26 @@ without it regex rules just show no near miss.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 from . import regex_shape
 from .kinds import RuleKind
 
-try:
-    import regex as _regex
-except ImportError:  # pragma: no cover - optional
-    _regex = None
+
+def _optional_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - optional
+        return None
+
+
+_regex = _optional_module("regex")
 
 PHRASES = RuleKind.PHRASES
 REGEX = RuleKind.REGEX
@@ -186,19 +194,19 @@ def make_regex_rule(pattern: str, case_sensitive: bool = False, watch_thinking: 
     return rule
 
 
-def make_limit_rule(kind: str, value, watch_thinking: bool = False) -> Rule:
+def make_limit_rule(kind: str, value: Any, watch_thinking: bool = False) -> Rule:
     """A "max_time" (seconds) or "max_tokens" rule; the value must be a positive number
     (a whole number for tokens). Strings such as "10" or "2.5" are accepted. A max_tokens rule
     with `watch_thinking` counts thinking tokens too (max_time always counts from the request)."""
     if kind not in (MAX_TIME, MAX_TOKENS):
-        raise RuleError(f"Unknown limit {kind!r}: use {MAX_TIME!r} or {MAX_TOKENS!r}.")
+        raise RuleError(f"Unknown limit {kind!r}: use {MAX_TIME.value!r} or {MAX_TOKENS.value!r}.")
     return Rule(kind, _limit_value(kind, value), watch_thinking=watch_thinking)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def _number(value) -> str:
+def _number(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     try:
@@ -212,7 +220,7 @@ def _count(n: int, word: str) -> str:
 
 
 def _phrases_of(rule: Rule) -> tuple[str, ...]:
-    value = rule.value
+    value: Any = rule.value  # whatever the caller put there: a non-iterable has no phrases
     if isinstance(value, str):
         value = (value,)
     try:
@@ -243,7 +251,7 @@ def _which_phrase(rule: Rule, matched: str) -> str | None:
     return None
 
 
-def _limit_value(kind: str, value) -> int | float:
+def _limit_value(kind: str, value: Any) -> int | float:
     label = "Maximum time" if kind == MAX_TIME else "Maximum tokens"
     unit = "a positive number of seconds" if kind == MAX_TIME else "a positive whole number"
     try:
@@ -283,7 +291,7 @@ class _PhraseMatcher:
         self.pattern = re.compile(f"(?=({alternatives}))", 0 if rule.case_sensitive else re.IGNORECASE)
         self.keys = [p if rule.case_sensitive else _fold(p) for p in phrases]
 
-    def step(self, text: str, prev: int, n: int, final: bool):
+    def step(self, text: str, prev: int, n: int, final: bool) -> tuple[int, RuleHit] | None:
         # Occurrences ending at or before `prev` were seen by earlier calls, so only those that
         # end in the new text matter: they start at prev - maxlen + 1 or later.
         best_end = best_start = -1
@@ -305,7 +313,7 @@ class _PhraseMatcher:
         if not self.rule.case_sensitive:
             tail = _fold(tail)
         best = None
-        for phrase, key in zip(self.phrases, self.keys):
+        for phrase, key in zip(self.phrases, self.keys, strict=True):
             for k in range(min(len(key) - 1, len(tail)), MIN_PARTIAL - 1, -1):
                 if tail[-k] == key[0] and tail.endswith(key[:k]):
                     candidate = (k, k / len(key), phrase)
@@ -367,10 +375,10 @@ class _RegexMatcher:
     def reset(self) -> None:
         self.decided = 0
 
-    def _hit(self, text: str, m: re.Match) -> RuleHit:
+    def _hit(self, text: str, m: re.Match[str]) -> RuleHit:
         return RuleHit(self.rule, m.start(), m.end(), m.group())
 
-    def step(self, text: str, prev: int, n: int, final: bool):
+    def step(self, text: str, prev: int, n: int, final: bool) -> tuple[int, RuleHit] | None:
         if self.reach is not None:
             m = self.pattern.search(text, self.decided)
             if m is not None:
@@ -403,8 +411,8 @@ class _RegexMatcher:
         if self.near is None:
             return None
         n = len(text)
-        bounded = self.reach is not None and self.max_width is not None
-        pos = max(0, n - (self.max_width if bounded else REGEX_LOOKBACK_CAP))
+        width = self.max_width if self.reach is not None else None  # None: unbounded
+        pos = max(0, n - (width if width is not None else REGEX_LOOKBACK_CAP))
         try:
             while pos <= n:
                 m = self.near.search(text, pos, partial=True, timeout=NEAR_MISS_TIMEOUT)
@@ -414,7 +422,7 @@ class _RegexMatcher:
                     length = m.end() - m.start()
                     if length < MIN_PARTIAL:
                         return None
-                    progress = min(0.99, length / self.max_width) if bounded else 0.5
+                    progress = min(0.99, length / width) if width is not None else 0.5
                     return NearMiss(self.rule, m.group(), progress)
                 pos = m.end() if m.end() > m.start() else m.start() + 1
         except TimeoutError:
@@ -422,7 +430,7 @@ class _RegexMatcher:
         return None
 
 
-def _make_matcher(rule: Rule):
+def _make_matcher(rule: Rule) -> _PhraseMatcher | _RegexMatcher:
     if rule.kind == PHRASES:
         return _PhraseMatcher(rule)
     if rule.kind == REGEX:
@@ -471,14 +479,16 @@ class StopRuleEvaluator:
         self._reset_matchers(self._thinking_rules)
 
     @staticmethod
-    def _reset_matchers(matchers) -> None:
+    def _reset_matchers(matchers: list[tuple[int, _PhraseMatcher | _RegexMatcher]]) -> None:
         for _, matcher in matchers:
             if isinstance(matcher, _RegexMatcher):
                 matcher.reset()
 
     @staticmethod
-    def _scan(matchers, text: str, prev: int, final: bool):
-        best = None
+    def _scan(
+        matchers: list[tuple[int, _PhraseMatcher | _RegexMatcher]], text: str, prev: int, final: bool
+    ) -> tuple[int, int, RuleHit] | None:
+        best: tuple[int, int, RuleHit] | None = None
         n = len(text)
         for index, matcher in matchers:
             found = matcher.step(text, prev, n, final)
@@ -511,10 +521,10 @@ class StopRuleEvaluator:
                 self._thinking_scanned = tprev = 0
                 self._reset_matchers(self._thinking_rules)
             if m > tprev or (final and m):
-                best = self._scan(self._thinking_rules, reasoning, tprev, final)
+                in_thinking = self._scan(self._thinking_rules, reasoning, tprev, final)
                 self._thinking_scanned = m
-                if best is not None:
-                    self._hit = dataclasses.replace(best[2], in_thinking=True)
+                if in_thinking is not None:
+                    self._hit = dataclasses.replace(in_thinking[2], in_thinking=True)
                     return self._hit
         n = len(text)
         prev = self._scanned

@@ -26,7 +26,8 @@ from typing import Any
 from . import migrations
 from .kinds import MessageState, RunSource
 from .records import run_fields_from_generation as run_fields_from_generation  # for existing callers
-from .records import safe_base_url, to_json
+from .records import safe_base_url as safe_base_url  # for existing callers
+from .records import to_json
 from .text import clean_text
 
 DB_NAME = "streamchat.db"
@@ -36,7 +37,7 @@ BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt
 WRITE_PATIENCE_S = 30.0  # how long a write keeps trying, with backoff, before DatabaseBusy
 
 ROLES = ("system", "user", "assistant")
-MESSAGE_STATES = tuple(MessageState)
+MESSAGE_STATES = tuple(state.value for state in MessageState)
 RUN_COLUMNS = (
     "created_at",
     "source",
@@ -81,14 +82,14 @@ def _clean(value: Any) -> Any:
     return clean_text(value) if isinstance(value, str) else value
 
 
-def _message_row(row: sqlite3.Row) -> dict:
+def _message_row(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     raw = d.pop("metrics_json")
     d["metrics"] = json.loads(raw) if raw else None
     return d
 
 
-def _run_row(row: sqlite3.Row) -> dict:
+def _run_row(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     raw = d.pop("extra_json")
     try:
@@ -222,7 +223,8 @@ class Store:
     @property
     def schema_version(self) -> int:
         with self._connect() as conn:
-            return conn.execute("PRAGMA user_version").fetchone()[0]
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            return version
 
     # ---- conversations ----
     def create_conversation(self, title: str = DEFAULT_TITLE, owner: str | None = None) -> str:
@@ -234,7 +236,7 @@ class Store:
             )
         return cid
 
-    def list_conversations(self, owner: str | None = None) -> list[dict]:
+    def list_conversations(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Newest first; only `owner`'s when given."""
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         with self._connect() as conn:
@@ -243,7 +245,7 @@ class Store:
             )
             return [dict(r) for r in rows]
 
-    def get_conversation(self, conversation_id: str) -> dict | None:
+    def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             return dict(row) if row else None
@@ -259,14 +261,14 @@ class Store:
         with self._connect(write=True) as conn:
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
-    def conversation_messages(self, conversation_id: str) -> list[dict]:
+    def conversation_messages(self, conversation_id: str) -> list[dict[str, Any]]:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (conversation_id,)
             )
             return [_message_row(r) for r in rows]
 
-    def conversation_path(self, conversation_id: str, up_to: str | None = None) -> list[dict]:
+    def conversation_path(self, conversation_id: str, up_to: str | None = None) -> list[dict[str, Any]]:
         """The messages of the current branch (or of the branch ending at message `up_to`), root
         first. Each has `siblings` (ids of the versions at its place, oldest first) and `version`
         (its 1-based index among them)."""
@@ -280,7 +282,7 @@ class Store:
         children: dict[str | None, list[str]] = {}
         for m in messages:
             children.setdefault(m["parent_id"], []).append(m["id"])
-        node = by_id.get(up_to or conv.get("leaf_id")) or messages[-1]
+        node: dict[str, Any] | None = by_id.get(up_to or conv.get("leaf_id")) or messages[-1]
         path = []
         while node is not None:
             siblings = children[node["parent_id"]]
@@ -407,7 +409,7 @@ class Store:
             if row is not None:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), row[0]))
 
-    def get_message(self, message_id: str) -> dict | None:
+    def get_message(self, message_id: str) -> dict[str, Any] | None:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
             return _message_row(row) if row else None
@@ -444,7 +446,8 @@ class Store:
 
     # ---- runs ----
     def record_run(self, **fields: Any) -> int:
-        """Insert one run row. Keys are RUN_COLUMNS; `extra` (any JSON-able value) may stand for extra_json."""
+        """Insert one run row. Keys are RUN_COLUMNS; `extra` (any JSON-able value) may stand for
+        extra_json."""
         if "extra" in fields:
             fields["extra_json"] = fields.pop("extra")
         if not isinstance(fields.get("extra_json"), (str, type(None))):
@@ -466,9 +469,11 @@ class Store:
                 f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
                 [_clean(fields[n]) for n in names],
             )
-            return cur.lastrowid
+            run_id = cur.lastrowid
+            assert run_id is not None  # (an INSERT sets it)
+            return run_id
 
-    def runs(self, limit: int | None = None, **filters: Any) -> list[dict]:
+    def runs(self, limit: int | None = None, **filters: Any) -> list[dict[str, Any]]:
         """Runs newest first; filters are column=value equality tests, e.g. runs(source="compare")."""
         unknown = set(filters) - set(RUN_COLUMNS) - {"id"}
         if unknown:

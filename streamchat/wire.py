@@ -2,8 +2,9 @@
 
 An httpx2 transport wrapper: it sees the moment the request body is written to the connection
 (after connecting, after the SDK built the request: that is "request sent"), raw (still
-compressed) body bytes as they come off the socket, and the moment response headers arrive. Which generation they belong to is carried by
-a ContextVar, set inside the generation's asyncio task, so one shared client serves them all.
+compressed) body bytes as they come off the socket, and the moment response headers arrive.
+Which generation they belong to is carried by a ContextVar, set inside the generation's asyncio
+task, so one shared client serves them all.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx2
 
@@ -64,14 +65,15 @@ class CountingTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         listener = current_listener.get()
         if listener is not None:
-            request.stream = _StampingStream(request.stream, listener)
+            # An async transport is handed async streams (httpx's ByteStream is both kinds).
+            request.stream = _StampingStream(cast(httpx2.AsyncByteStream, request.stream), listener)
         response = await self._inner.handle_async_request(request)
         if listener is None:
             return response
         # Status line + headers, as they were on the wire (close enough: HTTP/1.1 framing).
         header_bytes = 17 + sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
         listener.on_headers(time.perf_counter(), header_bytes)
-        response.stream = _CountingStream(response.stream, listener)
+        response.stream = _CountingStream(cast(httpx2.AsyncByteStream, response.stream), listener)
         return response
 
     async def aclose(self) -> None:
