@@ -27,11 +27,24 @@ CUT_OFF = "✂️ cut off at the max tokens limit — ▶ Continue carries on"
 # while the guard itself belongs to the running run: when the next run starts, the guard is stale
 # too and the page is not blanked while that run redraws it. (Not style-only HTML: that would
 # go to Streamlit's event container and outlive its slot. Its slot is hidden by shell.BASE_CSS.)
-STALE_GUARD = """<style>
-body:has(.st-key-stale-guard [data-stale="false"]) [data-testid="stMainBlockContainer"] [data-stale="true"] {
+# The earlier messages are drawn again after the reply's first words (chat.py, HISTORY_KEY):
+# until then (while the mark drawn first in their box is stale) the browser keeps showing them
+# as they were, neither hidden nor faded; after that, what was not drawn again is a leftover.
+HISTORY_KEY = "chat-history"
+HISTORY_MARK_KEY = "chat-history-drawn"
+_WAITING_HISTORY = f'.st-key-{HISTORY_KEY}:has(.st-key-{HISTORY_MARK_KEY} [data-stale="true"])'
+STALE_GUARD = f"""<style>
+body:has(.st-key-stale-guard [data-stale="false"]) [data-testid="stMainBlockContainer"]
+    [data-stale="true"]:not({_WAITING_HISTORY} [data-stale="true"]) {{
   display: none !important;
-}
+}}
+{_WAITING_HISTORY} [data-stale="true"] {{ opacity: 1 !important; }}
 </style><span></span>"""
+
+
+def mark_history_drawn() -> None:
+    """First in the history's box, each time it is drawn (see STALE_GUARD)."""
+    st.container(key=HISTORY_MARK_KEY).html("<span></span>")
 
 
 class MessageSlots:
@@ -98,13 +111,12 @@ def render_message(message: dict, *, interrupted: bool = False, hide_matches: bo
         metrics = message.get("metrics") or {}
         rule = metrics.get("stop_rule")
         with slots.outcome.container():
-            render_outcome(message.get("state"), message.get("error"), message.get("summary"),
+            summary = " · ".join(p for p in (message.get("summary"),
+                                             visible_ttft.footer_part(metrics)) if p)
+            render_outcome(message.get("state"), message.get("error"), summary,
                            interrupted=interrupted,
                            note=rule_note(rule["describe"], hide_matches) if rule else None,
                            cut_off=metrics.get("finish_reason") == "length")
-            seen = visible_ttft.saved_line(metrics)
-            if seen:
-                st.caption(seen)
     if actions is not None:
         with slots.actions.container():
             actions()

@@ -38,7 +38,8 @@ PRESENTER_CSS = """<style>
 </style>"""
 # On every page: the slots that only carry style rules take no room (this also has the browser
 # load st.html's code with the page, not as a grey skeleton when a reply starts).
-BASE_CSS = "<style>.st-key-stale-guard, .st-key-conv-marks { display: none; }</style>"
+BASE_CSS = ("<style>.st-key-stale-guard, .st-key-conv-marks, .st-key-chat-history-drawn "
+            "{ display: none; }</style>")
 # The Stream toggle and the stop rules only act on the chat.
 CHAT_ONLY_CSS = "<style>.st-key-sidebar-chat-only { display: none; }</style>"
 

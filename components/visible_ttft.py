@@ -123,6 +123,12 @@ def saved_line(figures: dict) -> str | None:
     return None if seen is None else line(seen, server_seconds(figures))
 
 
+def footer_part(figures: dict) -> str | None:
+    """In a saved reply's summary line (one line: the reply does not move when it is redrawn)."""
+    seen = (figures.get("visible_ttft") or {}).get("value")
+    return None if seen is None else f"👁 seen after {metrics.format_seconds(seen)}"
+
+
 def probe(slot, *, page: str, target: str | None,
           on_seen: Callable[[Seen], str | None]) -> None:
     """Draw the probe (at the end of a run) into `slot`, a container whose place does not move

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -10,8 +11,8 @@ from components import visible_ttft
 from components.context import context
 from components.conversations import create_conversation, current_conversation_id
 from components.live_reply import CaptionSlot, LiveReply
-from components.message_view import (STALE_GUARD, MessageSlots, render_message, render_outcome,
-                                     rule_note, shown_content)
+from components.message_view import (HISTORY_KEY, STALE_GUARD, MessageSlots, mark_history_drawn,
+                                     render_message, render_outcome, rule_note, shown_content)
 from components.metrics_panel import status_text
 from components.shell import follow_background_replies
 from components.thinking_view import LiveThinking
@@ -200,9 +201,11 @@ def near_miss_text(g) -> str:
     return "🟠 " + " · ".join(n.describe() for n in near) if near else ""
 
 
-def show_live(reply) -> None:
+def show_live(reply, draw_history: Callable[[], None] = lambda: None) -> None:
     """Render frames until the generation ends; the runner keeps it going between runs. The
-    reply takes the same slots as a saved message, so the next run redraws it in place."""
+    reply takes the same slots as a saved message, so the next run redraws it in place.
+    `draw_history` redraws the earlier messages once the first words are out (or the reply has
+    ended): the browser handles a run's updates in order, and a long chat's would come first."""
     g = reply.generation
     slots = MessageSlots("assistant", "live-reply")
     thinking = LiveThinking(slots.thinking)
@@ -217,6 +220,7 @@ def show_live(reply) -> None:
                                   "stops generating.")
     panel = ctx.metrics_panel()
     shown = (False, False)   # (thinking, answer) already on screen
+    history_pending = True
     restarts = g.answer_restarts
     next_frame = 0.0
     while True:
@@ -236,6 +240,9 @@ def show_live(reply) -> None:
                 live.reset()
             live.render(reply.text, growing=not finished)
             shown = (bool(g.reasoning), bool(g.text))
+            if history_pending and (any(shown) or finished):
+                history_pending = False
+                draw_history()
             waiting.show(status_text(g, figures) if waiting_shown else "")
             near_slot.show(near_miss_text(g))
             if figures is not None:
@@ -299,14 +306,36 @@ if trimmed.get(conversation_id):
     n_left_out = left_out(messages, trimmed[conversation_id])
     st.caption(f"✂️ The {n_left_out} oldest messages are left out of what is sent "
                "to the model (they were too long for its context).")
-for n, message in enumerate(messages):
-    if active is not None and message["id"] == active.message_id:
-        continue
-    is_last = n == len(messages) - 1
-    interrupted = message["state"] == "streaming" and flusher.live(message["id"]) is None
-    render_message(message, interrupted=interrupted, hide_matches=options.hide_matches,
-                   allow_images=options.allow_images,
-                   actions=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
+
+
+def draw_messages(shown: list[dict]) -> None:
+    for message in shown:
+        is_last = message is messages[-1]
+        interrupted = message["state"] == "streaming" and flusher.live(message["id"]) is None
+        render_message(message, interrupted=interrupted, hide_matches=options.hide_matches,
+                       allow_images=options.allow_images,
+                       actions=lambda m=message, last=is_last: message_actions(conversation_id, m, last))
+
+
+shown_messages = [m for m in messages if active is None or m["id"] != active.message_id]
+# Two boxes, the same in every run: the earlier messages, then the last exchange (the last user
+# message and its reply). While a reply streams, the earlier messages are drawn only after its
+# first words: the browser handles a run's updates in order.
+last_user = max((i for i, m in enumerate(shown_messages) if m["role"] == "user"), default=0)
+history_box = st.container(key=HISTORY_KEY)
+recent_box = st.container()
+
+
+def draw_history() -> None:
+    with history_box:
+        mark_history_drawn()
+        draw_messages(shown_messages[:last_user])
+
+
+with recent_box:
+    draw_messages(shown_messages[last_user:])
+if active is None:
+    draw_history()
 
 if state.get("unsent"):
     unsent_text, unsent_problem = state.unsent
@@ -328,7 +357,8 @@ if not messages:
                               width="stretch")
 
 if active is not None:
-    show_live(active)
+    with recent_box:
+        show_live(active, draw_history)
 elif state.get("last_generation") is not None:
     ctx.metrics_panel().update(state.last_generation)
 else:
