@@ -42,13 +42,11 @@ run: install
 test: install-dev chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# ruff (lint) on the engine and the components, ruff format on the engine, mypy (strict on
+# ruff (lint and format) on the engine, the components and the pages; mypy (strict on
 # streamchat/, the default checks on components/; settings in pyproject.toml).
-# TODO: format-check components/ too (`ruff format --check streamchat components`) once the
-# pages work has formatted it.
 lint: install-dev
-	$(VENV)/bin/ruff check streamchat components
-	$(VENV)/bin/ruff format --check streamchat
+	$(VENV)/bin/ruff check streamchat components pages
+	$(VENV)/bin/ruff format --check streamchat components pages
 	$(VENV)/bin/mypy
 
 bench: install-dev chromium

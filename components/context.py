@@ -1,4 +1,5 @@
 """What app.py sets up each run and the pages read: settings, store, runner, sidebar slots."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ class PageContext:
     store: Store
     runner: Runner
     options: ChatOptions
-    metrics_slot: object   # where the live metrics panel goes (sidebar, or on top in presenter view)
+    metrics_slot: object  # where the live metrics panel goes (sidebar, or on top in presenter view)
     presenter: bool
-    conversations: ConversationList   # drawn by the shell, or by the chat page after a send
-    seen_slot: object   # under the metrics: the browser-measured visible TTFT (components.visible_ttft)
+    conversations: ConversationList  # drawn by the shell, or by the chat page after a send
+    seen_slot: object  # under the metrics: the browser-measured visible TTFT (components.visible_ttft)
 
     def metrics_panel(self) -> MetricsPanel:
         return MetricsPanel(self.metrics_slot, wide=self.presenter)

@@ -1,5 +1,6 @@
 """The frame loop of a live page (the chat's reply, Compare's two sides): draw at most FRAME_S
 apart, not once per token, until the work is finished."""
+
 from __future__ import annotations
 
 import time
@@ -7,12 +8,13 @@ from collections.abc import Callable
 
 import streamlit as st
 
-FRAME_S = 1 / 15   # render rate: frames, not tokens
-POLL_S = 0.01      # how often a pending click or urgent change is noticed between frames
+FRAME_S = 1 / 15  # render rate: frames, not tokens
+POLL_S = 0.01  # how often a pending click or urgent change is noticed between frames
 
 
-def run_frames(draw: Callable[[bool], None], is_finished: Callable[[], bool],
-               urgent: Callable[[], bool] = lambda: False) -> None:
+def run_frames(
+    draw: Callable[[bool], None], is_finished: Callable[[], bool], urgent: Callable[[], bool] = lambda: False
+) -> None:
     """Call `draw(finished)` once per frame, at once when `urgent()` (e.g. the first words
     arrived), and a last time when `is_finished()`."""
     next_frame = 0.0

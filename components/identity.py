@@ -8,6 +8,7 @@ Two modes (README, "Single user and shared"):
                 per identity. A link can never set the identity (a `?u=` in the URL is ignored),
                 so nobody can hand a victim a link that files their chats under a known id.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,19 +18,19 @@ import uuid
 import streamlit as st
 
 COOKIE = "streamchat_id"
-LOCAL_OWNER = "local"           # the owner of conversations made in single-user mode
+LOCAL_OWNER = "local"  # the owner of conversations made in single-user mode
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _LOCAL_ADDRESSES = {"localhost", "127.0.0.1", "::1", "[::1]"}
-_COOKIE_MAX_AGE_S = 400 * 24 * 3600   # the longest browsers keep a cookie
+_COOKIE_MAX_AGE_S = 400 * 24 * 3600  # the longest browsers keep a cookie
 
-_SET_COOKIE_JS = """
-export default function(component) {
+_SET_COOKIE_JS = f"""
+export default function(component) {{
   const id = component.data && component.data.id;
-  if (id && !document.cookie.split('; ').includes('%s=' + id)) {
-    document.cookie = '%s=' + id + '; Path=/; Max-Age=%d; SameSite=Strict';
-  }
-}
-""" % (COOKIE, COOKIE, _COOKIE_MAX_AGE_S)
+  if (id && !document.cookie.split('; ').includes('{COOKIE}=' + id)) {{
+    document.cookie = '{COOKIE}=' + id + '; Path=/; Max-Age={_COOKIE_MAX_AGE_S}; SameSite=Strict';
+  }}
+}}
+"""
 _set_cookie = st.components.v2.component("streamchat_identity_cookie", js=_SET_COOKIE_JS)
 
 
@@ -40,7 +41,7 @@ def is_shared() -> bool:
     if flag in ("0", "false", "no", "off"):
         return False
     address = (st.get_option("server.address") or "").strip().lower()
-    return address not in _LOCAL_ADDRESSES   # unset means every interface: shared
+    return address not in _LOCAL_ADDRESSES  # unset means every interface: shared
 
 
 def session_owner() -> str:
@@ -51,7 +52,8 @@ def session_owner() -> str:
         if not is_shared():
             state.owner = LOCAL_OWNER
         else:
-            from_cookie = (st.context.cookies or {}).get(COOKIE, "")
+            cookies = st.context.cookies
+            from_cookie = str(cookies.get(COOKIE) or "") if cookies else ""
             state.owner = from_cookie if _TOKEN.fullmatch(from_cookie) else uuid.uuid4().hex
             state.owner_needs_cookie = from_cookie != state.owner
     return state.owner

@@ -4,7 +4,10 @@ What to send each frame is planned by streamchat.markdown_safety.LiveMarkdown: f
 once, a long open block in frozen segments (replaced by the whole block when it ends), and only
 the unfrozen rest re-rendered; images become links and over-deep or over-long blocks plain text.
 """
+
 from __future__ import annotations
+
+from typing import Any
 
 from components.message_view import render_piece, render_pieces
 from streamchat.markdown_safety import LiveMarkdown, Piece, merge_markdown, message_pieces
@@ -19,7 +22,7 @@ class LiveReply:
         self._tail = container.empty()
         self._allow_images = allow_images
         self._plan = LiveMarkdown(allow_images=allow_images)
-        self._area = None          # (slot, container) holding the segments of a long open block
+        self._area: tuple[Any, Any] | None = None  # (slot, container): segments of a long open block
         self._shown_tail: tuple[Piece, ...] | None = None
 
     def render(self, text: str, *, growing: bool = True) -> None:
@@ -29,14 +32,14 @@ class LiveReply:
             if op == "append":
                 appended += pieces
                 continue
-            self._append(appended)   # keep the order of the page
+            self._append(appended)  # keep the order of the page
             appended = []
             if op == "segment":
                 if self._area is None:
                     slot = self._blocks.empty()
                     self._area = (slot, slot.container(gap=None))
                 render_pieces(self._area[1], pieces)
-            else:   # "close": the whole finished block instead of its segments
+            else:  # "close": the whole finished block instead of its segments
                 # The segments' slot becomes an (invisible) empty element and the block follows
                 # it. Not a new container in that slot: the browser would keep the old
                 # container's elements in it (a container replacing a container inherits them).
@@ -62,7 +65,7 @@ class LiveReply:
             self._tail.empty()
         elif len(pieces) == 1:
             render_piece(self._tail, pieces[0])
-        else:   # only after replace(): the tail slot held an element, so no elements are inherited
+        else:  # only after replace(): the tail slot held an element, so no elements are inherited
             render_pieces(self._tail.container(), list(pieces))
         self._shown_tail = pieces
 

@@ -5,19 +5,20 @@ element (faded) until the new run replaces it or ends. A reply that finished liv
 redrawn from the store therefore has exactly the same slots in the same order; anything left
 over is hidden while the next reply streams (see STALE_GUARD).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
 from streamchat import metrics as metrics_mod
+from streamchat.kinds import Source
 from streamchat.markdown_safety import Piece, escape_markdown, message_pieces
 from streamchat.stop_rules import HIDDEN
 
 from . import visible_ttft
-
 
 STATE_MARKS = {"stopped": "⏹ stopped", "failed": "⚠️ failed", "streaming": "… in progress elsewhere"}
 INTERRUPTED = "⚠️ interrupted (the app stopped before this reply finished)"
@@ -52,11 +53,11 @@ class MessageSlots:
 
     def __init__(self, role: str, body_key: str) -> None:
         with st.chat_message(role):
-            self.thinking = st.empty()      # a thinking model's thinking (thinking_view)
+            self.thinking = st.empty()  # a thinking model's thinking (thinking_view)
             self.body = st.container(key=body_key)
-            self.live_status = st.empty()   # waiting timer and the stop-rule hint while streaming
-            self.outcome = st.empty()       # error, one-line figures, why it ended
-            self.actions = st.empty()       # Stop while streaming; versions, Edit, Regenerate…
+            self.live_status = st.empty()  # waiting timer and the stop-rule hint while streaming
+            self.outcome = st.empty()  # error, one-line figures, why it ended
+            self.actions = st.empty()  # Stop while streaming; versions, Edit, Regenerate…
 
 
 def shown_content(message: dict, hide_matches: bool) -> str:
@@ -64,7 +65,7 @@ def shown_content(message: dict, hide_matches: bool) -> str:
     rule = (message.get("metrics") or {}).get("stop_rule")
     text = message["content"]
     if hide_matches and rule and rule["end"] > rule["start"]:
-        return text[:rule["start"]] + HIDDEN + text[rule["end"]:]
+        return text[: rule["start"]] + HIDDEN + text[rule["end"] :]
     return text
 
 
@@ -81,9 +82,9 @@ def render_piece(target, piece: Piece) -> None:
         target.markdown(piece.text, unsafe_allow_html=False)
     elif piece.kind == "code":
         target.code(piece.text, language=piece.language)
-    elif piece.kind == "plain":   # st.text: no parsing at all, and far cheaper for the browser than st.code
+    elif piece.kind == "plain":  # st.text: no parsing at all, and far cheaper for the browser than st.code
         target.text(piece.text, width="stretch")
-    else:   # "note": why the next piece is shown as it is
+    else:  # "note": why the next piece is shown as it is
         target.caption(piece.text)
 
 
@@ -92,8 +93,14 @@ def render_pieces(target, pieces: list[Piece]) -> None:
         render_piece(target, piece)
 
 
-def render_message(message: dict, *, interrupted: bool = False, hide_matches: bool = False,
-                   actions: Callable[[], None] | None = None, allow_images: bool = False) -> None:
+def render_message(
+    message: dict,
+    *,
+    interrupted: bool = False,
+    hide_matches: bool = False,
+    actions: Callable[[], None] | None = None,
+    allow_images: bool = False,
+) -> None:
     """`actions` draws the message's controls (versions, edit, regenerate) in its actions slot.
     The text is rendered safely (streamchat.markdown_safety): remote images as links unless
     `allow_images`, code blocks with st.code, blocks nested too deep or too long as plain text."""
@@ -101,8 +108,10 @@ def render_message(message: dict, *, interrupted: bool = False, hide_matches: bo
     with slots.body:
         # Two slots, like the live reply's finished blocks and growing tail.
         if message["content"]:
-            render_pieces(st.container(), message_pieces(shown_content(message, hide_matches),
-                                                         allow_images=allow_images))
+            render_pieces(
+                st.container(),
+                message_pieces(shown_content(message, hide_matches), allow_images=allow_images),
+            )
         else:
             st.empty()
         st.empty()
@@ -111,20 +120,29 @@ def render_message(message: dict, *, interrupted: bool = False, hide_matches: bo
         metrics = message.get("metrics") or {}
         rule = metrics.get("stop_rule")
         with slots.outcome.container():
-            summary = " · ".join(p for p in (message.get("summary"),
-                                             visible_ttft.footer_part(metrics)) if p)
-            render_outcome(message.get("state"), message.get("error"), summary,
-                           interrupted=interrupted,
-                           note=rule_note(rule["describe"], hide_matches) if rule else None,
-                           cut_off=metrics.get("finish_reason") == "length")
+            summary = " · ".join(p for p in (message.get("summary"), visible_ttft.footer_part(metrics)) if p)
+            render_outcome(
+                message.get("state"),
+                message.get("error"),
+                summary,
+                interrupted=interrupted,
+                note=rule_note(rule["describe"], hide_matches) if rule else None,
+                cut_off=metrics.get("finish_reason") == "length",
+            )
     if actions is not None:
         with slots.actions.container():
             actions()
 
 
-def render_outcome(state: str | None, error: str | None, summary: str | None, *,
-                   interrupted: bool = False, note: str | None = None,
-                   cut_off: bool = False) -> None:
+def render_outcome(
+    state: str | None,
+    error: str | None,
+    summary: str | None,
+    *,
+    interrupted: bool = False,
+    note: str | None = None,
+    cut_off: bool = False,
+) -> None:
     """`note` says why the reply ended when a stop rule ended it. The error is shown as plain
     text: it may quote the server, and Markdown there could load an image or fake a link."""
     if error:
@@ -136,20 +154,19 @@ def render_outcome(state: str | None, error: str | None, summary: str | None, *,
     elif cut_off and state == "done":
         mark = CUT_OFF
     else:
-        mark = STATE_MARKS.get(state or "")
+        mark = STATE_MARKS.get(state or "", "")
     line = " · ".join(p for p in (summary, mark) if p)
     if line:
         st.caption(line)
 
 
-def folded_label(seconds: float | None, tokens: int | None, source: str | None = None,
-                 *, stopped: bool = False) -> str:
-    parts = [f"Thought for {metrics_mod.format_seconds(seconds)}" if seconds is not None
-             else "Thought"]
+def folded_label(
+    seconds: float | None, tokens: float | None, source: str | None = None, *, stopped: bool = False
+) -> str:
+    parts = [f"Thought for {metrics_mod.format_seconds(seconds)}" if seconds is not None else "Thought"]
     if tokens:
-        count = f"{tokens} tokens"
-        parts.append(metrics_mod.shown(metrics_mod.Value(tokens, source or metrics_mod.ESTIMATED), count)
-                     if source else count)
+        count = f"{tokens:.0f} tokens"
+        parts.append(metrics_mod.shown(metrics_mod.Value(tokens, Source(source)), count) if source else count)
     if stopped:
         parts.append("stopped while thinking")
     return "💭 " + " · ".join(parts)
@@ -170,7 +187,10 @@ def render_saved_thinking(slot, message: dict) -> None:
         return
     saved = message.get("metrics") or {}
     tokens = saved.get("reasoning_tokens") or {}
-    label = folded_label((saved.get("thinking_s") or {}).get("value"), tokens.get("value"),
-                         tokens.get("source"),
-                         stopped=message.get("state") == "stopped" and not message["content"])
+    label = folded_label(
+        (saved.get("thinking_s") or {}).get("value"),
+        tokens.get("value"),
+        tokens.get("source"),
+        stopped=message.get("state") == "stopped" and not message["content"],
+    )
     render_folded(slot, reasoning, label)

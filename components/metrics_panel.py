@@ -3,15 +3,23 @@
 Updates only what changed since the last frame: every element a run emits goes over the
 websocket again, and at 50 tok/s the panel must cost less than the reply itself.
 """
+
 from __future__ import annotations
 
 import time
 
 from streamchat import metrics
-from streamchat.generation import (FAILED, PENDING, STOPPED, STREAMING, THINKING,
-                                   WAITING_FIRST_TOKEN, Generation)
+from streamchat.generation import (
+    FAILED,
+    PENDING,
+    STOPPED,
+    STREAMING,
+    THINKING,
+    WAITING_FIRST_TOKEN,
+    Generation,
+)
 
-SOURCE_TEXT = {   # short: every live update of a metric re-sends its help text
+SOURCE_TEXT = {  # short: every live update of a metric re-sends its help text
     metrics.MEASURED: "Source: measured by this client.",
     metrics.SERVER: "Source: reported by the server.",
     metrics.ESTIMATED: "Source: estimated (1 chunk ≈ 1 token) until the server reports usage.",
@@ -19,7 +27,7 @@ SOURCE_TEXT = {   # short: every live update of a metric re-sends its help text
     metrics.APPROXIMATE: "Source: approximate count (cl100k_base tokenizer).",
 }
 SPARK_POINTS = 30
-PANEL_EVERY_S = 0.5   # numbers refresh twice a second: readable, and cheap on the websocket
+PANEL_EVERY_S = 0.5  # numbers refresh twice a second: readable, and cheap on the websocket
 # (each st.metric update re-sends its label and help text: ~300 bytes)
 
 
@@ -41,7 +49,7 @@ def _state_text(g: Generation, m: metrics.Metrics) -> str:
         return "⏹ stopped"
     if g.state == FAILED:
         return f"⚠️ error: {g.error.kind if g.error else 'unknown'}"
-    if g.state == THINKING:   # no timer here: the thinking block in the chat has the clock
+    if g.state == THINKING:  # no timer here: the thinking block in the chat has the clock
         return "💭 thinking…"
     return f"▶ {g.status_label}" if not g.is_finished else "✓ done"
 
@@ -75,8 +83,10 @@ class MetricsPanel:
     def __init__(self, container, *, wide: bool = False) -> None:
         self._status = container.empty()
         cells = container.columns(4) if wide else [*container.columns(2), *container.columns(2)]
-        self._slots = {name: cell.empty() for name, cell in
-                       zip(("ttft", "decode_tps", "output_tokens", "e2e"), cells)}
+        self._slots = {
+            name: cell.empty()
+            for name, cell in zip(("ttft", "decode_tps", "output_tokens", "e2e"), cells, strict=True)
+        }
         self._details = container.empty()
         self._shown: dict[str, object] = {}
         self._updated_at = 0.0
@@ -90,8 +100,11 @@ class MetricsPanel:
     def due(self, g: Generation) -> bool:
         """Whether update() would draw now: computing the figures costs time that grows with
         the reply (percentiles over every gap), so the page only computes them when due."""
-        return not (g.state == self._updated_state and g.state in (STREAMING, THINKING)
-                    and time.perf_counter() - self._updated_at < PANEL_EVERY_S)
+        return not (
+            g.state == self._updated_state
+            and g.state in (STREAMING, THINKING)
+            and time.perf_counter() - self._updated_at < PANEL_EVERY_S
+        )
 
     def update(self, g: Generation, m: metrics.Metrics | None = None) -> None:
         """Live figures while `g` runs; once it ended, its final figures (metrics.final_metrics:
@@ -107,23 +120,38 @@ class MetricsPanel:
         self._put("status", status, lambda: self._status.markdown(f"**{status}**"))
 
         ttft = _fmt_s(m.ttft.value)
-        self._put("ttft", ttft, lambda: self._slots["ttft"].metric(
-            "TTFT", ttft, help=_help("ttft", m.ttft)))
+        self._put("ttft", ttft, lambda: self._slots["ttft"].metric("TTFT", ttft, help=_help("ttft", m.ttft)))
         # "—" until the live rate means something (metrics.live_decode_rate); 0 in a long stall
-        tps = "—" if m.decode_tps.value is None else metrics.shown(m.decode_tps,
-                                                                    f"{m.decode_tps.value:.1f}")
-        self._put("decode_tps", tps, lambda: self._slots["decode_tps"].metric(
-            "Decode tok/s", tps, help=_help("decode_tps", m.decode_tps)))
+        tps = "—" if m.decode_tps.value is None else metrics.shown(m.decode_tps, f"{m.decode_tps.value:.1f}")
+        self._put(
+            "decode_tps",
+            tps,
+            lambda: self._slots["decode_tps"].metric(
+                "Decode tok/s", tps, help=_help("decode_tps", m.decode_tps)
+            ),
+        )
 
         spark = tokens_over_time(g)
         tokens = metrics.shown(m.output_tokens, f"{m.output_tokens.value}")
-        thinking = (metrics.shown(m.reasoning_tokens, f"{m.reasoning_tokens.value}") + " thinking"
-                    if m.reasoning_tokens.value else None)   # the reasoning share
-        self._put("output_tokens", (tokens, thinking, spark),
-                  lambda: self._slots["output_tokens"].metric(
-                      "Output tokens", tokens, delta=thinking, delta_color="off",
-                      delta_arrow="off", help=_help("output_tokens", m.output_tokens),
-                      chart_data=spark or None, chart_type="area"))
+        thinking = (
+            metrics.shown(m.reasoning_tokens, f"{m.reasoning_tokens.value}") + " thinking"
+            if m.reasoning_tokens.value
+            else None
+        )  # the reasoning share
+        self._put(
+            "output_tokens",
+            (tokens, thinking, spark),
+            lambda: self._slots["output_tokens"].metric(
+                "Output tokens",
+                tokens,
+                delta=thinking,
+                delta_color="off",
+                delta_arrow="off",
+                help=_help("output_tokens", m.output_tokens),
+                chart_data=spark or None,
+                chart_type="area",
+            ),
+        )
 
         if g.is_finished:
             e2e = _fmt_s(m.e2e.value)
@@ -139,15 +167,19 @@ class MetricsPanel:
         the metric's code before the first reply (no grey skeletons mid-reply) and the layout
         does not jump when a reply starts."""
         self._status.markdown("**Ready** · figures appear as a reply streams")
-        for key, label in (("ttft", "TTFT"), ("decode_tps", "Decode tok/s"),
-                           ("output_tokens", "Output tokens"), ("e2e", "E2E")):
+        for key, label in (
+            ("ttft", "TTFT"),
+            ("decode_tps", "Decode tok/s"),
+            ("output_tokens", "Output tokens"),
+            ("e2e", "E2E"),
+        ):
             self._slots[key].metric(label, "—", help=metrics.HELP[key])
         self._details.caption("ITL p50 — · p95 —")
 
     @staticmethod
     def _details_text(g: Generation, m: metrics.Metrics) -> str:
         parts = []
-        if m.has_reasoning:   # thinking models: when the answer began, how long it thought
+        if m.has_reasoning:  # thinking models: when the answer began, how long it thought
             parts.append(f"time to answer {_fmt_s(m.time_to_answer.value)}")
             parts.append(f"thought {_fmt_s(m.thinking_s.value)}")
         parts.append(f"ITL p50 {_fmt_s(m.itl_p50.value)} · p95 {_fmt_s(m.itl_p95.value)}")
@@ -156,9 +188,11 @@ class MetricsPanel:
             parts.append(f"TTFB {_fmt_s(m.ttfb.value)}")
             if m.setup.value is not None:
                 parts.append(f"client set-up {_fmt_s(m.setup.value)} (not in TTFT)")
-            parts.append(f"{m.bytes.value / 1024:.1f} KB · {m.chunks} chunks")
+            parts.append(f"{(m.bytes.value or 0) / 1024:.1f} KB · {m.chunks} chunks")
             if m.server_decode_tps.value:
                 prefill = m.server_prompt_ms.value
-                parts.append(f"server: {m.server_decode_tps.value:.1f} tok/s"
-                             + (f", prefill {prefill:.0f} ms" if prefill is not None else ""))
+                parts.append(
+                    f"server: {m.server_decode_tps.value:.1f} tok/s"
+                    + (f", prefill {prefill:.0f} ms" if prefill is not None else "")
+                )
         return " · ".join(parts)

@@ -1,9 +1,10 @@
 """The part of every run that is the same on every page: settings, store, sidebar slots."""
+
 from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -38,8 +39,9 @@ PRESENTER_CSS = """<style>
 </style>"""
 # On every page: the slots that only carry style rules take no room (this also has the browser
 # load st.html's code with the page, not as a grey skeleton when a reply starts).
-BASE_CSS = ("<style>.st-key-stale-guard, .st-key-conv-marks, .st-key-chat-history-drawn "
-            "{ display: none; }</style>")
+BASE_CSS = (
+    "<style>.st-key-stale-guard, .st-key-conv-marks, .st-key-chat-history-drawn { display: none; }</style>"
+)
 # The Stream toggle and the stop rules only act on the chat.
 CHAT_ONLY_CSS = "<style>.st-key-sidebar-chat-only { display: none; }</style>"
 
@@ -52,19 +54,25 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
         st.warning(problem, icon="⚠️")
     try:
         store = shared_store(str(settings.data_dir))
-    except (OSError, sqlite3.Error) as exc:   # missing rights, read-only folder or disk
+    except (OSError, sqlite3.Error) as exc:  # missing rights, read-only folder or disk
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        st.error(f"Cannot use the data folder `{settings.data_dir}` ({reason}). "
-                 "Set STREAMCHAT_DATA_DIR to a folder this user can write to.")
+        st.error(
+            f"Cannot use the data folder `{settings.data_dir}` ({reason}). "
+            "Set STREAMCHAT_DATA_DIR to a folder this user can write to."
+        )
         st.stop()
     if store.recovered_from and not st.session_state.get("_told_recovered"):
         st.session_state._told_recovered = True
-        st.warning(f"The conversation database was damaged and has been moved aside to "
-                   f"`{store.recovered_from.name}`; a fresh one was started.")
+        st.warning(
+            f"The conversation database was damaged and has been moved aside to "
+            f"`{store.recovered_from.name}`; a fresh one was started."
+        )
     st.html(BASE_CSS)
-    presenter = st.sidebar.toggle("Presenter view", key="presenter",
-                                  help="For demos on a projector: hides the settings and pins the "
-                                       "live metrics, large, above the chat.")
+    presenter = st.sidebar.toggle(
+        "Presenter view",
+        key="presenter",
+        help="For demos on a projector: hides the settings and pins the live metrics, large, above the chat.",
+    )
     if presenter:
         st.html(PRESENTER_CSS)
         metrics_slot = st.container(key="presenter-metrics")
@@ -76,15 +84,18 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
         st.html(CHAT_ONLY_CSS)
     # Hidden by CSS, not skipped, in presenter view: widgets that are not rendered lose their state.
     options = settings_form(settings, st.sidebar.container(key="sidebar-settings"))
-    if options.endpoint is not None:   # set up the client (and the embedded model) before Enter
+    if options.endpoint is not None:  # set up the client (and the embedded model) before Enter
         endpoint = options.endpoint
-        shared_runner().warm(endpoint, connect_timeout=options.timeouts.connect,
-                             key=endpoint if not callable(endpoint) else
-                             (options.provider, options.model_label))
+        shared_runner().warm(
+            endpoint,
+            connect_timeout=options.timeouts.connect,
+            key=endpoint if not callable(endpoint) else (options.provider, options.model_label),
+        )
     conversations = ConversationList(store, st.sidebar.container(key="sidebar-conversations"))
     remember_identity(st.sidebar)
-    ctx = PageContext(settings, store, shared_runner(), options, metrics_slot, presenter,
-                      conversations, seen_slot)
+    ctx = PageContext(
+        settings, store, shared_runner(), options, metrics_slot, presenter, conversations, seen_slot
+    )
     set_context(ctx)
     if page != CHAT_PAGE:
         conversations.draw()
@@ -99,9 +110,12 @@ def run_guarded(run_app: Callable[[], object]) -> None:
         run_app()
     except sqlite3.DatabaseError as exc:
         log.exception("database error")
-        st.error(f"The conversation database cannot be used right now ({exc}). Nothing new can "
-                 "be saved: restart the app (a damaged database is then moved aside and a fresh "
-                 "one started), or free the disk / close the program holding it.", icon="🗄️")
+        st.error(
+            f"The conversation database cannot be used right now ({exc}). Nothing new can "
+            "be saved: restart the app (a damaged database is then moved aside and a fresh "
+            "one started), or free the disk / close the program holding it.",
+            icon="🗄️",
+        )
 
 
 def follow_background_replies() -> None:

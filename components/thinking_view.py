@@ -1,5 +1,6 @@
 """A thinking model's thinking, above its answer: streamed live while it thinks, then folded into
 "Thought for 1.52 s · 60 tokens", which can be opened again (also when redrawn from the store)."""
+
 from __future__ import annotations
 
 import time
@@ -24,7 +25,7 @@ class LiveThinking:
     def render(self, g: Generation) -> None:
         if self._folded or not g.reasoning:
             return
-        if g.text or g.is_finished:   # the answer began (or the reply ended): fold it away
+        if g.text or g.is_finished:  # the answer began (or the reply ended): fold it away
             self.fold(g)
             return
         if self._live is None:
@@ -32,7 +33,8 @@ class LiveThinking:
             self._header = CaptionSlot(box)
             self._live = LiveReply(box.container())
         seconds = time.perf_counter() - (g.t_first_reasoning or time.perf_counter())
-        self._header.show(f"💭 Thinking… {seconds:.1f} s")
+        if self._header is not None:
+            self._header.show(f"💭 Thinking… {seconds:.1f} s")
         self._live.render(g.reasoning)
 
     def fold(self, g: Generation) -> None:
@@ -40,6 +42,10 @@ class LiveThinking:
             return
         self._folded = True
         m = metrics.current(g)
-        label = folded_label(m.thinking_s.value, m.reasoning_tokens.value,
-                             m.reasoning_tokens.source, stopped=g.is_finished and not g.text)
+        label = folded_label(
+            m.thinking_s.value,
+            m.reasoning_tokens.value,
+            m.reasoning_tokens.source,
+            stopped=g.is_finished and not g.text,
+        )
         render_folded(self._slot, g.reasoning, label)

@@ -13,17 +13,24 @@ and shows it. The measurement stays in the module's closure: nothing on the page
 The clock is the DOM change (the paint follows within a frame); an outside observer timing the
 same page with its own MutationObserver agrees within a few milliseconds (`make bench`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import streamlit as st
 
 from streamchat import metrics
 
-CHAT_ARMS = (".st-key-chat_input", '[class*="st-key-example-"]', ".st-key-retry-last",
-             ".st-key-continue-last", '[class*="st-key-edit-send-"]', ".st-key-send-unsent")
+CHAT_ARMS = (
+    ".st-key-chat_input",
+    '[class*="st-key-example-"]',
+    ".st-key-retry-last",
+    ".st-key-continue-last",
+    '[class*="st-key-edit-send-"]',
+    ".st-key-send-unsent",
+)
 CHAT_BODY = ".st-key-live-reply"
 COMPARE_ARMS = (".st-key-cmp_run",)
 COMPARE_BODY = '[class*="st-key-cmp-live-stream"]'
@@ -100,11 +107,13 @@ class Seen:
 
 
 def line(visible_s: float, server_s: float | None, what: str = "the first words") -> str:
-    """"you saw the first words after 412 ms (server 100 ms · network+app 312 ms)", sourced."""
+    """ "you saw the first words after 412 ms (server 100 ms · network+app 312 ms)", sourced."""
     text = f"👁 You saw {what} after **{metrics.format_seconds(visible_s)}**"
     if server_s is not None and server_s <= visible_s:
-        text += (f" (server {metrics.format_seconds(server_s)} · network+app "
-                 f"{metrics.format_seconds(visible_s - server_s)})")
+        text += (
+            f" (server {metrics.format_seconds(server_s)} · network+app "
+            f"{metrics.format_seconds(visible_s - server_s)})"
+        )
     return f"{text} · {SOURCE}"
 
 
@@ -129,8 +138,7 @@ def footer_part(figures: dict) -> str | None:
     return None if seen is None else f"👁 seen after {metrics.format_seconds(seen)}"
 
 
-def probe(slot, *, page: str, target: str | None,
-          on_seen: Callable[[Seen], str | None]) -> None:
+def probe(slot, *, page: str, target: str | None, on_seen: Callable[[Seen], str | None]) -> None:
     """Draw the probe (at the end of a run) into `slot`, a container whose place does not move
     between runs; `target` names the reply a measurement belongs to (None: nothing to measure).
     `on_seen` keeps a report and returns the line to show, or None to ignore it."""
@@ -141,8 +149,12 @@ def probe(slot, *, page: str, target: str | None,
 @st.fragment
 def _probe_fragment(page: str, target: str | None, on_seen: Callable[[Seen], str | None]) -> None:
     arms, body = (COMPARE_ARMS, COMPARE_BODY) if page == "compare" else (CHAT_ARMS, CHAT_BODY)
-    result = _probe(data={"target": target, "arms": list(arms), "body": body},
-                    key=f"visible-ttft-{page}", height=0, on_seen_change=lambda: None)
+    result = _probe(
+        data={"target": target, "arms": list(arms), "body": body},
+        key=f"visible-ttft-{page}",
+        height=0,
+        on_seen_change=lambda: None,
+    )
     state = st.session_state
     reported = result.seen if result is not None else None
     shown_key = f"visible_ttft_line_{page}"

@@ -1,4 +1,5 @@
 """Runs: every request the app made (chat, compare, CLI), with filters, charts and export."""
+
 from __future__ import annotations
 
 import os
@@ -15,11 +16,21 @@ from components.identity import is_shared, may_open, session_owner
 from streamchat import compare, export
 
 COLUMNS = {  # shown column -> label
-    "created_at": "time", "source": "source", "provider": "provider", "model": "model",
-    "mode": "mode", "state": "state", "ttft_s": "TTFT (s)",
-    "visible_ttft_s": "seen in browser (s)", "time_to_answer_s": "answer (s)",
-    "thinking_s": "thinking (s)", "decode_tps": "decode tok/s", "e2e_s": "E2E (s)",
-    "output_tokens": "tokens", "reasoning_tokens": "thinking tokens", "bytes": "bytes",
+    "created_at": "time",
+    "source": "source",
+    "provider": "provider",
+    "model": "model",
+    "mode": "mode",
+    "state": "state",
+    "ttft_s": "TTFT (s)",
+    "visible_ttft_s": "seen in browser (s)",
+    "time_to_answer_s": "answer (s)",
+    "thinking_s": "thinking (s)",
+    "decode_tps": "decode tok/s",
+    "e2e_s": "E2E (s)",
+    "output_tokens": "tokens",
+    "reasoning_tokens": "thinking tokens",
+    "bytes": "bytes",
     "error": "error",
 }
 THINKING_FILTER = {"with thinking": True, "without thinking": False}
@@ -31,7 +42,7 @@ def zone_named(name: str | None) -> tzinfo | None:
     if name:
         try:
             return ZoneInfo(name)
-        except (KeyError, ValueError, OSError):   # an unknown or malformed zone name
+        except (KeyError, ValueError, OSError):  # an unknown or malformed zone name
             pass
     return None
 
@@ -45,7 +56,7 @@ def server_zone() -> tuple[tzinfo, str]:
         name = target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else ""
     zone = zone_named(name)
     if zone is None:
-        zone = datetime.now().astimezone().tzinfo   # a fixed offset, e.g. UTC+05:45
+        zone = datetime.now().astimezone().tzinfo  # a fixed offset, e.g. UTC+05:45
         name = zone.tzname(None)
     return zone, f"the server's zone, {name}"
 
@@ -56,7 +67,7 @@ def viewer_zone() -> tuple[tzinfo, str]:
     zone = zone_named(name)
     if zone is not None:
         return zone, name
-    offset = st.context.timezone_offset   # minutes behind UTC, as JavaScript's getTimezoneOffset
+    offset = st.context.timezone_offset  # minutes behind UTC, as JavaScript's getTimezoneOffset
     if offset is not None:
         zone = timezone(-timedelta(minutes=offset))
         return zone, zone.tzname(None)
@@ -73,59 +84,100 @@ if not runs:
 
 zone, zone_name = viewer_zone()
 frame = pd.DataFrame(runs)
-frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601") \
-    .dt.tz_convert(zone)
+frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601").dt.tz_convert(zone)
 left, middle, right, fourth = st.columns(4)
 models = left.multiselect("Model", sorted(frame["model"].dropna().unique()), key="runs_model")
 modes = middle.multiselect("Mode", sorted(frame["mode"].dropna().unique()), key="runs_mode")
 states = right.multiselect("State", sorted(frame["state"].dropna().unique()), key="runs_state")
-thinking = fourth.multiselect("Thinking", list(THINKING_FILTER), key="runs_thinking",
-                              help="Replies of models that think before they answer.")
+thinking = fourth.multiselect(
+    "Thinking",
+    list(THINKING_FILTER),
+    key="runs_thinking",
+    help="Replies of models that think before they answer.",
+)
 frame["has_thinking"] = frame["reasoning_tokens"].fillna(0) > 0
 shown = frame
-for column, chosen in (("model", models), ("mode", modes), ("state", states),
-                       ("has_thinking", [THINKING_FILTER[t] for t in thinking])):
+for column, chosen in (
+    ("model", models),
+    ("mode", modes),
+    ("state", states),
+    ("has_thinking", [THINKING_FILTER[t] for t in thinking]),
+):
     if chosen:
         shown = shown[shown[column].isin(chosen)]
 
-st.caption(f"{len(shown)} of {len(frame)} requests · newest first · times in {zone_name} · "
-           "select a chat row to open its conversation")
+st.caption(
+    f"{len(shown)} of {len(frame)} requests · newest first · times in {zone_name} · "
+    "select a chat row to open its conversation"
+)
 # A fresh key after each jump to a chat, or the old selection would jump again on return.
 table_key = f"runs_table_{st.session_state.setdefault('runs_table_nonce', 0)}"
 selection = st.dataframe(
-    shown[list(COLUMNS)].rename(columns=COLUMNS), hide_index=True, key=table_key,
-    on_select="rerun", selection_mode="single-row",
-    column_config={"time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss",
-                                                           help=f"Local time ({zone_name})"),
-                   "TTFT (s)": st.column_config.NumberColumn(
-                       format="%.3f", help="Request sent → first token of any kind"),
-                   "answer (s)": st.column_config.NumberColumn(
-                       format="%.3f", help="Time to answer: request sent → first answer token"),
-                   "thinking (s)": st.column_config.NumberColumn(format="%.3f"),
-                   "E2E (s)": st.column_config.NumberColumn(format="%.2f"),
-                   "decode tok/s": st.column_config.NumberColumn(format="%.1f")})
+    shown[list(COLUMNS)].rename(columns=COLUMNS),
+    hide_index=True,
+    key=table_key,
+    on_select="rerun",
+    selection_mode="single-row",
+    column_config={
+        "time": st.column_config.DatetimeColumn(
+            format="YYYY-MM-DD HH:mm:ss", help=f"Local time ({zone_name})"
+        ),
+        "TTFT (s)": st.column_config.NumberColumn(
+            format="%.3f", help="Request sent → first token of any kind"
+        ),
+        "seen in browser (s)": st.column_config.NumberColumn(
+            format="%.3f",
+            help="Your Enter or click → the first answer words painted, measured in your browser",
+        ),
+        "answer (s)": st.column_config.NumberColumn(
+            format="%.3f", help="Time to answer: request sent → first answer token"
+        ),
+        "thinking (s)": st.column_config.NumberColumn(format="%.3f"),
+        "E2E (s)": st.column_config.NumberColumn(format="%.3f"),
+        "decode tok/s": st.column_config.NumberColumn(format="%.1f"),
+    },
+)
 rows = selection.selection.rows if selection else []
 if rows:
     run = shown.iloc[rows[0]]
-    if run["source"] == "chat" and isinstance(run["conversation_id"], str) \
-            and may_open(ctx.store.get_conversation(run["conversation_id"])):
+    if (
+        run["source"] == "chat"
+        and isinstance(run["conversation_id"], str)
+        and may_open(ctx.store.get_conversation(run["conversation_id"]))
+    ):
         open_conversation(run["conversation_id"])
         st.session_state.runs_table_nonce += 1
         st.switch_page("pages/chat.py")
     else:
-        st.caption("That run has no conversation of this session to open (compare and CLI runs "
-                   "have none; other sessions' chats stay private).")
+        st.caption(
+            "That run has no conversation of this session to open (compare and CLI runs "
+            "have none; other sessions' chats stay private)."
+        )
 
 # Exported as the store has them (no pandas NaN), with the time as ISO 8601 in the viewer's zone
 # and its offset, e.g. 2025-03-01T17:30:00.250000+05:30.
 by_id = {run["id"]: run for run in runs}
-export_rows = [{**by_id[run_id], "created_at": when.to_pydatetime()}
-               for run_id, when in zip(shown["id"], shown["created_at"])]
+export_rows = [
+    {**by_id[run_id], "created_at": when.to_pydatetime()}
+    for run_id, when in zip(shown["id"], shown["created_at"], strict=True)
+]
 one, two = st.columns(2)
-one.download_button("⬇ CSV", export.runs_csv(export_rows), file_name="streamchat-runs.csv",
-                    mime="text/csv", on_click="ignore", key="runs_csv")
-two.download_button("⬇ JSON", export.runs_json(export_rows), file_name="streamchat-runs.json",
-                    mime="application/json", on_click="ignore", key="runs_json")
+one.download_button(
+    "⬇ CSV",
+    export.runs_csv(export_rows),
+    file_name="streamchat-runs.csv",
+    mime="text/csv",
+    on_click="ignore",
+    key="runs_csv",
+)
+two.download_button(
+    "⬇ JSON",
+    export.runs_json(export_rows),
+    file_name="streamchat-runs.json",
+    mime="application/json",
+    on_click="ignore",
+    key="runs_json",
+)
 
 done = shown[shown["state"] == "done"]
 if done.empty:
@@ -139,8 +191,7 @@ def per_mode(data: pd.DataFrame, title: str, draw) -> None:
     for mode in MODES:
         rows = data[data["mode"] == mode]
         if not rows.empty:
-            heading = alt.TitleParams(f"{title} · {compare.SIDE_LABELS[mode]}", anchor="start",
-                                      fontSize=15)
+            heading = alt.TitleParams(f"{title} · {compare.SIDE_LABELS[mode]}", anchor="start", fontSize=15)
             st.altair_chart(draw(rows).properties(title=heading), width="stretch")
 
 
@@ -149,44 +200,65 @@ def mode_color() -> alt.Color:
 
 
 st.subheader("Over time")
-st.caption("One chart per mode, each with its own scale: non-streaming shows nothing until the "
-           "whole reply has arrived, so its TTFT is its E2E, seconds where streaming takes a "
-           "fraction of one.")
+st.caption(
+    "One chart per mode, each with its own scale: non-streaming shows nothing until the "
+    "whole reply has arrived, so its TTFT is its E2E, seconds where streaming takes a "
+    "fraction of one."
+)
 # The same time axis for every mode, so the charts line up: an invisible rule at every run's
 # time (all modes) sets each chart's time range.
 all_times = alt.Chart(done[["created_at"]]).mark_rule(opacity=0).encode(x="created_at:T")
 span = done["created_at"].max() - done["created_at"].min()
-time_axis = alt.Axis(format="%H:%M:%S" if span < pd.Timedelta(hours=20) else "%d %b %H:%M",
-                     tickCount=6, labelOverlap=True, labelFontSize=12)
+time_axis = alt.Axis(
+    format="%H:%M:%S" if span < pd.Timedelta(hours=20) else "%d %b %H:%M",
+    tickCount=6,
+    labelOverlap=True,
+    labelFontSize=12,
+)
 
 
 def over_time(field: str, title: str):
     def draw(rows: pd.DataFrame) -> alt.LayerChart:
-        points = alt.Chart(rows).mark_circle(size=80, opacity=0.9).encode(
-            x=alt.X("created_at:T", title="time", axis=time_axis),
-            y=alt.Y(f"{field}:Q", title=title,
-                    axis=alt.Axis(labelFontSize=12, tickCount=4, minExtent=40)),
-            color=mode_color(),
-            shape=alt.Shape("model:N", legend=alt.Legend(title="model")),
-            tooltip=[alt.Tooltip("created_at:T", title="time", format="%Y-%m-%d %H:%M:%S"),
-                     "model:N", "mode:N", alt.Tooltip(f"{field}:Q", title=title, format=".3f")])
-        return alt.layer(all_times, points).properties(height=230)   # title, plot and axis
+        points = (
+            alt.Chart(rows)
+            .mark_circle(size=80, opacity=0.9)
+            .encode(
+                x=alt.X("created_at:T", title="time", axis=time_axis),
+                y=alt.Y(
+                    f"{field}:Q", title=title, axis=alt.Axis(labelFontSize=12, tickCount=4, minExtent=40)
+                ),
+                color=mode_color(),
+                shape=alt.Shape("model:N", legend=alt.Legend(title="model")),
+                tooltip=[
+                    alt.Tooltip("created_at:T", title="time", format="%Y-%m-%d %H:%M:%S"),
+                    "model:N",
+                    "mode:N",
+                    alt.Tooltip(f"{field}:Q", title=title, format=".3f"),
+                ],
+            )
+        )
+        return alt.layer(all_times, points).properties(height=230)  # title, plot and axis
+
     return draw
 
 
 def distribution(field: str, title: str):
     def draw(rows: pd.DataFrame) -> alt.Chart:
-        return alt.Chart(rows).mark_boxplot(size=18).encode(
-            x=alt.X(f"{field}:Q", title=title), y=alt.Y("model:N", title=None),
-            color=mode_color()).properties(height=alt.Step(32))
+        return (
+            alt.Chart(rows)
+            .mark_boxplot(size=18)
+            .encode(x=alt.X(f"{field}:Q", title=title), y=alt.Y("model:N", title=None), color=mode_color())
+            .properties(height=alt.Step(32))
+        )
+
     return draw
 
 
 METRICS = (("ttft_s", "TTFT (s)"), ("decode_tps", "Decode tok/s"))
 for field, title in METRICS:
-    per_mode(done.loc[done[field].notna(), ["created_at", "model", "mode", field]], title,
-             over_time(field, title))
+    per_mode(
+        done.loc[done[field].notna(), ["created_at", "model", "mode", field]], title, over_time(field, title)
+    )
 st.subheader("Distributions per model")
 for field, title in METRICS:
-    per_mode(done.loc[done[field].notna(), ["model", "mode", field]], title,
-             distribution(field, title))
+    per_mode(done.loc[done[field].notna(), ["model", "mode", field]], title, distribution(field, title))
