@@ -1,4 +1,5 @@
-"""Headless commands: `python -m streamchat compare --prompt "..." --repeat 5 [--json]`.
+"""Headless commands: `python -m streamchat compare --prompt "..." --repeat 5 [--json]`, and
+`python -m streamchat replay <message-or-run-id> [--speed 2]` (a recorded reply at its pace).
 
 The API key comes from OPENAI_API_KEY or `.env` only: never a flag (it would land in shell
 history and `ps`), never printed.
@@ -54,6 +55,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _speed(text: str) -> float:
+    from .replay import parse_speed
+
+    try:
+        return parse_speed(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 or 'instant', not {text!r}") from None
+
+
 def _prompt(text: str) -> str:
     cleaned, problem = clean_user_message(text)
     if problem:
@@ -106,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-save", action="store_true", help="do not record the runs in the store")
+    r = commands.add_parser(
+        "replay",
+        help="replay a recorded reply at its recorded pace",
+        description="Print a recorded reply (a chat message id, or a run id from the Runs page) "
+        "as it streamed, at its recorded pace, then its figures. Needs no model server.",
+    )
+    r.add_argument("id", help="a message id (hex) or a run id (a number)")
+    r.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="1 (default), 2, 5 … times the recorded pace, or 'instant'",
+    )
     return parser
 
 
@@ -115,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logging()
     settings = load_settings()
     try:
+        if args.command == "replay":
+            return run_replay(args, settings)
         return run_compare(args, settings)
     except KeyboardInterrupt:
         _say("stopped.")
@@ -167,6 +192,78 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
         if store is not None:
             store.close()
     return report(comparison, endpoint, args, settings)
+
+
+def run_replay(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    """Print the reply as it streamed (thinking first, marked), at `args.speed` times its pace,
+    then its figures. Ctrl-C stops it."""
+    from . import replay
+    from .metrics import final_metrics, summary_line
+    from .store import Store
+
+    out = out or sys.stdout
+    try:
+        store = Store(settings.data_dir)
+    except Exception as exc:
+        raise CliError(
+            f"Cannot open the store in {settings.data_dir}: {exc}. Set STREAMCHAT_DATA_DIR."
+        ) from None
+    try:
+        rec = replay.load_any(store, args.id)
+    finally:
+        store.close()
+    if rec is None:
+        raise CliError(
+            f"{args.id}: {replay.NO_RECORDING} (no such reply or run, or it is older than recordings)."
+        )
+    r = replay.Replay(rec, args.speed)
+    out.write(f"▶ {r.label} · {replay.speed_label(r.speed)}\n")
+    if rec.prompt:
+        out.write(f"> {' '.join(rec.prompt.split())[:200]}\n\n")
+    out.write(rec.prefix)
+    out.flush()
+    shown_reasoning = shown_text = 0
+    r.start()
+    try:
+        while True:
+            finished = r.wait(0.01)
+            reasoning, text = r.reasoning, r.text
+            if len(reasoning) > shown_reasoning:
+                if shown_reasoning == 0:
+                    out.write("[thinking] ")
+                out.write(reasoning[shown_reasoning:])
+                shown_reasoning = len(reasoning)
+            if len(text) > shown_text:
+                if shown_text == 0 and shown_reasoning:
+                    out.write("\n[answer] ")
+                out.write(text[shown_text:])
+                shown_text = len(text)
+            out.flush()
+            if finished:
+                break
+    except KeyboardInterrupt:
+        r.stop()
+        r.wait(2)
+        out.write("\n")
+        _say("replay stopped.")
+        return EXIT_INTERRUPTED
+    m = final_metrics(r)
+    out.write("\n\n")
+    out.write(f"{summary_line(m)}\n")
+    details = [
+        f"TTFT {_seconds(m.ttft.value)}",
+        f"TTFB {_seconds(m.ttfb.value)}",
+        f"ITL p50 {_seconds(m.itl_p50.value)} · p95 {_seconds(m.itl_p95.value)}",
+        f"{m.bytes.value or 0:,} bytes · {m.chunks} chunks",
+        f"state {r.state}" + (f": {r.error.message}" if r.error else ""),
+    ]
+    out.write(" · ".join(details) + "\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _seconds(value: float | int | None) -> str:
+    return "–" if value is None else format_seconds(float(value))
 
 
 def resolve_endpoint(args: argparse.Namespace, settings: Settings) -> Endpoint:

@@ -253,11 +253,25 @@ class Comparison:
 
 def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | None = None) -> DoneHook:
     """An on_generation_done hook that writes each finished generation to store.runs, as
-    `owner`'s (the identity that ran the comparison)."""
+    `owner`'s (the identity that ran the comparison), with its recording (one group per hook:
+    make one hook per comparison)."""
+    import uuid
+
     from .records import run_fields_from_generation
+    from .replies import save_recording
+
+    # One group per pair (repeat): the two sides are replayed side by side. The n-th run of a
+    # side ends after the (n-1)-th of the same side, in either mode.
+    comparison_id = uuid.uuid4().hex
+    done_per_side: dict[str, int] = {}
 
     def hook(generation: Generation, side: str) -> int:
         run_id: int = store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
+        group = f"{comparison_id}-{done_per_side.get(side, 0)}"
+        done_per_side[side] = done_per_side.get(side, 0) + 1
+        save_recording(
+            store, generation, metrics.final_metrics(generation), run_id=run_id, group=group, side=side
+        )
         return run_id
 
     return hook

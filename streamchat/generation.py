@@ -151,6 +151,9 @@ class Generation:
         self.error: ErrorInfo | None = None
         self.rules: StopRuleEvaluator | None = None  # when the request has rules
         self.rule_hit: RuleHit | None = None  # the rule that stopped this reply, and where
+        # Token counts known in advance (a replay: the recorded ones, metrics.token_count_args),
+        # used by metrics.final_metrics instead of counting again.
+        self.fixed_token_counts: dict[str, Any] | None = None
         self._think: ThinkSplitter | None = None  # the runner's <think> splitter (runner.absorb_text)
         self._finished = threading.Event()
         self._stop_callback: Callable[[], object] | None = None

@@ -323,6 +323,10 @@ def final_metrics(generation: Generation) -> Metrics:
         lock = _final_locks.setdefault(g, threading.Lock())
     with lock:  # one count per generation, also when the saver and the panel ask at once
         done = _finals.get(g)
+        if done is None and g.fixed_token_counts is not None:  # a replay: the recorded counts
+            done = compute(g, **g.fixed_token_counts)
+            with _finals_lock:
+                _finals[g] = done
         if done is None:
             try:
                 counted, thinking = local_token_counts(g)

@@ -192,6 +192,39 @@ def _m007_visible_ttft(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE runs ADD COLUMN visible_ttft_s REAL")
 
 
+def _m008_recordings(conn: sqlite3.Connection) -> None:
+    # A reply's recording (streamchat.recording: every chunk with its time, the settings and the
+    # final figures, zlib-packed JSON) to replay it at its recorded pace. Its own table, so loading
+    # a conversation does not read them; keyed by the reply's message (gone with its
+    # conversation) and by its run. A Compare run has no message; `group_id` ties the runs of one
+    # comparison together for a side-by-side replay.
+    conn.execute("""CREATE TABLE IF NOT EXISTS recordings (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT REFERENCES messages(id) ON DELETE CASCADE,
+        run_id INTEGER,
+        group_id TEXT,
+        owner TEXT,
+        created_at TEXT NOT NULL,
+        data BLOB NOT NULL)""")
+    conn.execute("CREATE INDEX IF NOT EXISTS recordings_message ON recordings(message_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS recordings_run ON recordings(run_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS recordings_group ON recordings(group_id)")
+
+
+def _m009_shares(conn: sqlite3.Connection) -> None:
+    # Read-only share links: an unguessable token (secrets.token_urlsafe(24), 192 bits) that
+    # shows one conversation or one Compare run (its comparison) to whoever has the link.
+    # Revoked links stay, so a revoked token can say so instead of "unknown".
+    conn.execute("""CREATE TABLE IF NOT EXISTS shares (
+        token TEXT PRIMARY KEY,
+        owner TEXT,
+        conversation_id TEXT,
+        run_id INTEGER,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT)""")
+    conn.execute("CREATE INDEX IF NOT EXISTS shares_owner ON shares(owner, created_at)")
+
+
 # The registry, in order: migration N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     _m001_initial,
@@ -201,6 +234,8 @@ MIGRATIONS: list[Migration] = [
     _m005_run_owner,
     _m006_reasoning,
     _m007_visible_ttft,
+    _m008_recordings,
+    _m009_shares,
 ]
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import metrics
+from . import metrics, recording
 from .generation import Generation, GenerationRequest
 from .kinds import MessageState, RunSource
 from .records import run_fields_from_generation
@@ -211,9 +211,10 @@ def _save_generation(store: Store, reply: ActiveReply) -> None:
             ),
             **({"reasoning": reasoning} if reasoning else {}),
         )
-        store.record_run(
+        run_id = store.record_run(
             **run_fields(g, m, conversation_id=reply.conversation_id, message_id=reply.message_id)
         )
+        save_recording(store, g, m, message_id=reply.message_id, run_id=run_id, reply=reply)
         reply.save_problem = None
     except sqlite3.OperationalError as exc:  # locked, busy, disk full, read-only
         log.warning("could not save reply %s yet (%s)", reply.message_id, exc)
@@ -235,6 +236,38 @@ def _save_generation(store: Store, reply: ActiveReply) -> None:
             "It stays on screen until you leave: download the chat to keep it."
         )
     reply.saved.set()
+
+
+def save_recording(
+    store: Store,
+    g: Generation,
+    m: metrics.Metrics,
+    *,
+    message_id: str | None = None,
+    run_id: int | None = None,
+    reply: ActiveReply | None = None,
+    group: str | None = None,
+    side: str | None = None,
+) -> int | None:
+    """Keep the generation's recording (streamchat.recording) for ▶ Replay. Never raises: a
+    reply whose recording could not be kept is still saved (it just says "no recording")."""
+    try:
+        rec = recording.from_generation(
+            g,
+            m,
+            prefix=reply.prefix if reply else "",
+            reasoning_prefix=reply.reasoning_prefix if reply else "",
+            group=group,
+            side=side,
+        )
+        if rec is None:
+            return None
+        return store.save_recording(
+            recording.encode(rec), message_id=message_id, run_id=run_id, group_id=group
+        )
+    except Exception:
+        log.exception("could not keep the recording of %s", message_id or run_id)
+        return None
 
 
 def run_fields(

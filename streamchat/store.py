@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,26 @@ RUN_COLUMNS = (
     "reasoning_tokens",
     "visible_ttft_s",
 )
+
+
+SHARE_TOKEN_BYTES = 24  # secrets.token_urlsafe(24): 192 bits, 32 characters
+
+
+class ShareStatus(StrEnum):
+    OK = "ok"
+    UNKNOWN = "unknown"  # no such token (mistyped, or never made)
+    REVOKED = "revoked"  # the owner revoked it
+    GONE = "gone"  # what it showed was deleted
+
+
+@dataclass(frozen=True)
+class ShareLookup:
+    status: ShareStatus
+    share: dict[str, Any] | None = None  # the shares row (token, owner, conversation_id, run_id, …)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ShareStatus.OK
 
 
 APPEND = object()  # add_message: make the new message a child of the conversation's current leaf
@@ -486,3 +509,151 @@ class Store:
             params.append(int(limit))
         with self._connect() as conn:
             return [_run_row(r) for r in conn.execute(sql, params)]
+
+    # ---- recordings (streamchat.recording) ----
+    def save_recording(
+        self,
+        data: bytes,
+        *,
+        message_id: str | None = None,
+        run_id: int | None = None,
+        group_id: str | None = None,
+        owner: str | None = None,
+    ) -> int:
+        """Keep a packed recording (streamchat.recording.encode) with a reply's message and/or a
+        run. A message keeps only its newest recording (a Continue records again)."""
+        if message_id is None and run_id is None:
+            raise ValueError("a recording belongs to a message or a run")
+        with self._connect(write=True) as conn:
+            if owner is None and run_id is not None:
+                row = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+                owner = row["owner"] if row else None
+            cur = conn.execute(
+                "INSERT INTO recordings (message_id, run_id, group_id, owner, created_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, run_id, group_id, owner, _now(), sqlite3.Binary(data)),
+            )
+            rid = cur.lastrowid
+            assert rid is not None
+            return rid
+
+    def recording_data(self, *, message_id: str | None = None, run_id: int | None = None) -> bytes | None:
+        """The newest packed recording of a message (or of a run); None: no recording."""
+        column, key = ("message_id", message_id) if message_id is not None else ("run_id", run_id)
+        if key is None:
+            raise ValueError("give a message_id or a run_id")
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT data FROM recordings WHERE {column} = ? ORDER BY id DESC LIMIT 1", (key,)
+            ).fetchone()
+            return bytes(row[0]) if row else None
+
+    def recorded_messages(self, conversation_id: str) -> set[str]:
+        """Ids of the conversation's messages that have a recording (they get ▶ Replay)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                """SELECT DISTINCT r.message_id FROM recordings r JOIN messages m ON m.id = r.message_id
+                   WHERE m.conversation_id = ?""",
+                (conversation_id,),
+            )
+            return {r[0] for r in rows}
+
+    def recorded_runs(self, run_ids: list[int] | None = None) -> set[int]:
+        """Which of `run_ids` (all runs when None) have a recording."""
+        with self._connect() as conn:
+            if run_ids is None:
+                rows = conn.execute("SELECT DISTINCT run_id FROM recordings WHERE run_id IS NOT NULL")
+            else:
+                ids = [int(i) for i in run_ids][:10_000]
+                rows = conn.execute(
+                    f"SELECT DISTINCT run_id FROM recordings WHERE run_id IN ({', '.join('?' for _ in ids)})",
+                    ids,
+                )
+            return {r[0] for r in rows}
+
+    def recording_group(self, run_id: int) -> list[int]:
+        """The runs recorded with `run_id` in one comparison (itself included), oldest first."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT group_id FROM recordings WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return [run_id] if row is not None else []
+            rows = conn.execute(
+                "SELECT run_id FROM recordings WHERE group_id = ? AND run_id IS NOT NULL ORDER BY run_id",
+                (row[0],),
+            )
+            return [r[0] for r in rows]
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return _run_row(row) if row else None
+
+    # ---- read-only share links ----
+    def create_share(
+        self, owner: str | None, *, conversation_id: str | None = None, run_id: int | None = None
+    ) -> str:
+        """A new link token for one conversation or one Compare run of `owner`'s. Raises
+        PermissionError when it is not theirs (an owner of None: single-user mode, anything)."""
+        if (conversation_id is None) == (run_id is None):
+            raise ValueError("share either a conversation or a run")
+        token = secrets.token_urlsafe(SHARE_TOKEN_BYTES)
+        with self._connect(write=True) as conn:
+            if conversation_id is not None:
+                row = conn.execute(
+                    "SELECT owner FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()
+            else:
+                row = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError("nothing to share: it does not exist")
+            if owner is not None and row["owner"] != owner:
+                raise PermissionError("only its owner can share it")
+            conn.execute(
+                "INSERT INTO shares (token, owner, conversation_id, run_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (token, owner, conversation_id, run_id, _now()),
+            )
+        return token
+
+    def list_shares(self, owner: str | None, *, include_revoked: bool = True) -> list[dict[str, Any]]:
+        """`owner`'s links, newest first (owner None: the links made in single-user mode)."""
+        where = "owner IS NULL" if owner is None else "owner = ?"
+        if not include_revoked:
+            where += " AND revoked_at IS NULL"
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM shares WHERE {where} ORDER BY created_at DESC, rowid DESC",
+                () if owner is None else (owner,),
+            )
+            return [dict(r) for r in rows]
+
+    def revoke_share(self, token: str, owner: str | None) -> bool:
+        """Revoke `owner`'s link; False when there is no such link of theirs (or it was revoked)."""
+        where = "owner IS NULL" if owner is None else "owner = ?"
+        with self._connect(write=True) as conn:
+            cur = conn.execute(
+                f"UPDATE shares SET revoked_at = ? WHERE token = ? AND {where} AND revoked_at IS NULL",
+                (_now(), token) if owner is None else (_now(), token, owner),
+            )
+            return cur.rowcount == 1
+
+    def resolve_share(self, token: str | None) -> ShareLookup:
+        """What a link shows: OK with its row, or why not (unknown, revoked, gone)."""
+        if not token or not isinstance(token, str) or len(token) > 100:
+            return ShareLookup(ShareStatus.UNKNOWN)
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM shares WHERE token = ?", (token,)).fetchone()
+            if row is None:
+                return ShareLookup(ShareStatus.UNKNOWN)
+            share = dict(row)
+            if share["revoked_at"] is not None:
+                return ShareLookup(ShareStatus.REVOKED, share)
+            if share["conversation_id"] is not None:
+                target = conn.execute(
+                    "SELECT 1 FROM conversations WHERE id = ?", (share["conversation_id"],)
+                ).fetchone()
+            else:
+                target = conn.execute("SELECT 1 FROM runs WHERE id = ?", (share["run_id"],)).fetchone()
+            return ShareLookup(ShareStatus.OK if target else ShareStatus.GONE, share)
