@@ -12,6 +12,7 @@ Three calls (the pages wire them; nothing here draws unless called):
   replay_message(store, message, metrics_slot=…)          both for one saved reply, in place
   replay_compare_run(store, run_id, key=…)                a Compare pair side by side
 """
+
 from __future__ import annotations
 
 import time
@@ -27,10 +28,10 @@ from .message_view import MessageSlots, render_message
 from .metrics_panel import MetricsPanel, status_text
 from .thinking_view import LiveThinking
 
-FRAME_S = 1 / 15   # as the chat's live reply
+FRAME_S = 1 / 15  # as the chat's live reply
 POLL_S = 0.01
-SPEED_OPTIONS = list(replay.SPEEDS)   # "1×", "2×", "5×", "instant"
-STATE_KEY = "replays"   # session state: key -> the replays playing there
+SPEED_OPTIONS = list(replay.SPEEDS)  # "1×", "2×", "5×", "instant"
+STATE_KEY = "replays"  # session state: key -> the replays playing there
 
 
 def _playing() -> dict[str, list[Replay]]:
@@ -60,8 +61,15 @@ def mark(r: Replay) -> str:
     return f"🔁 {r.label} · {replay.speed_label(r.speed)}"
 
 
-def replay_controls(store, *, key: str, message_id: str | None = None, run_id: int | None = None,
-                    group: bool = False, container=None) -> bool:
+def replay_controls(
+    store,
+    *,
+    key: str,
+    message_id: str | None = None,
+    run_id: int | None = None,
+    group: bool = False,
+    container=None,
+) -> bool:
     """The speed choice and ▶ Replay for a recorded reply (or run; `group`: its Compare pair),
     or a "no recording" note. True when a replay is playing under `key` (just started, or
     still going): the caller then draws it with play_replays."""
@@ -74,19 +82,30 @@ def replay_controls(store, *, key: str, message_id: str | None = None, run_id: i
     if not recordings:
         target.caption(f"🔁 {replay.NO_RECORDING}")
         return False
-    row = target.container(horizontal=True, vertical_alignment="center", gap="small",
-                           key=f"replay-controls-{key}")
-    speed = row.segmented_control("Replay speed", SPEED_OPTIONS, default=SPEED_OPTIONS[0],
-                                  key=f"replay-speed-{key}", label_visibility="collapsed")
-    row.button("▶ Replay", key=f"replay-start-{key}", on_click=_start,
-               args=(key, recordings, speed or SPEED_OPTIONS[0]),
-               help="Play this reply again as it streamed: first words at its recorded TTFT, "
-                    "the same pace, the same figures. No model is asked.")
+    row = target.container(
+        horizontal=True, vertical_alignment="center", gap="small", key=f"replay-controls-{key}"
+    )
+    speed = row.segmented_control(
+        "Replay speed",
+        SPEED_OPTIONS,
+        default=SPEED_OPTIONS[0],
+        key=f"replay-speed-{key}",
+        label_visibility="collapsed",
+    )
+    row.button(
+        "▶ Replay",
+        key=f"replay-start-{key}",
+        on_click=_start,
+        args=(key, recordings, speed or SPEED_OPTIONS[0]),
+        help="Play this reply again as it streamed: first words at its recorded TTFT, "
+        "the same pace, the same figures. No model is asked.",
+    )
     return active_replays(key) is not None
 
 
-def play_replays(items: list[tuple[Replay, Any, MetricsPanel]], *, key: str,
-                 allow_images: bool = False) -> None:
+def play_replays(
+    items: list[tuple[Replay, Any, MetricsPanel]], *, key: str, allow_images: bool = False
+) -> None:
     """Draw replays frame by frame until they end or Stop is clicked. Each item: the replay,
     the message slots it fills (components.message_view.MessageSlots, or anything with
     thinking/body/live_status/outcome/actions) and its metrics panel."""
@@ -101,8 +120,14 @@ def play_replays(items: list[tuple[Replay, Any, MetricsPanel]], *, key: str,
         drawn.append((r, slots, panel, thinking, live, waiting))
     first_slots = items[0][1]
     if any(r.is_active for r, _, _ in items):
-        first_slots.actions.button("⏹ Stop replay", key=f"replay-stop-{key}", on_click=_stop,
-                                   args=(key,), type="primary", help="Stop the replay.")
+        first_slots.actions.button(
+            "⏹ Stop replay",
+            key=f"replay-stop-{key}",
+            on_click=_stop,
+            args=(key,),
+            type="primary",
+            help="Stop the replay.",
+        )
     next_frame = 0.0
     shown: dict[int, bool] = {}
     while True:
@@ -125,7 +150,7 @@ def play_replays(items: list[tuple[Replay, Any, MetricsPanel]], *, key: str,
         if finished:
             break
         time.sleep(POLL_S)
-        st.session_state.get("_yield_point")   # a click (Stop) ends this run here at once
+        st.session_state.get("_yield_point")  # a click (Stop) ends this run here at once
     for r, slots, panel, thinking, _live, waiting in drawn:
         waiting.show("")
         thinking.fold(r)
@@ -136,22 +161,32 @@ def play_replays(items: list[tuple[Replay, Any, MetricsPanel]], *, key: str,
     first_slots.actions.empty()
 
 
-def replay_message(store, message: dict, *, metrics_slot, wide: bool = False,
-                   allow_images: bool = False, key: str | None = None) -> None:
+def replay_message(
+    store,
+    message: dict,
+    *,
+    metrics_slot,
+    wide: bool = False,
+    allow_images: bool = False,
+    key: str | None = None,
+) -> None:
     """A saved reply with ▶ Replay under it: drawn from the store as usual, or — while its
     replay plays — replayed in the same place, the figures in `metrics_slot`'s panel."""
     key = key or f"msg-{message['id']}"
     if active_replays(key) is None:
+
         def controls() -> None:
             replay_controls(store, key=key, message_id=message["id"])
 
-        render_message(message, allow_images=allow_images,
-                       actions=controls if message["role"] == "assistant" else None)
-        return   # (▶'s callback starts the replay before the next run, which plays it here)
+        render_message(
+            message, allow_images=allow_images, actions=controls if message["role"] == "assistant" else None
+        )
+        return  # (▶'s callback starts the replay before the next run, which plays it here)
     slots = MessageSlots("assistant", f"replay-{message['id']}")
     replays = _playing()[key]
-    play_replays([(replays[0], slots, MetricsPanel(metrics_slot, wide=wide))], key=key,
-                 allow_images=allow_images)
+    play_replays(
+        [(replays[0], slots, MetricsPanel(metrics_slot, wide=wide))], key=key, allow_images=allow_images
+    )
 
 
 def replay_compare_run(store, run_id: int, *, key: str | None = None) -> None:
@@ -175,10 +210,11 @@ def replay_compare_run(store, run_id: int, *, key: str | None = None) -> None:
         items.append((rec, slots, panel))
     if playing:
         replays = _playing()[key]
-        play_replays([(r, slots, panel) for r, (_, slots, panel) in zip(replays, items, strict=True)],
-                     key=key)
+        play_replays(
+            [(r, slots, panel) for r, (_, slots, panel) in zip(replays, items, strict=True)], key=key
+        )
         return
-    for rec, slots, panel in items:   # not playing: the reply as recorded, its final figures
+    for rec, slots, panel in items:  # not playing: the reply as recorded, its final figures
         r = replay.Replay(rec, replay.INSTANT).start()
         r.wait(2)
         with slots.body:

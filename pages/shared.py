@@ -5,6 +5,7 @@ with ▶ Replay under every recorded reply and a download of the page that repla
 Runs without the shell (app.py routes a `?share=` URL here alone): it reads the settings and the
 store itself and never calls components.context.
 """
+
 from __future__ import annotations
 
 import streamlit as st
@@ -19,12 +20,11 @@ from streamchat.store import ShareStatus
 SHARE_PARAM = "share"
 MESSAGES = {
     ShareStatus.UNKNOWN: "This link does not work: there is no shared conversation with this "
-                         "token. Check that the whole link was copied.",
+    "token. Check that the whole link was copied.",
     ShareStatus.REVOKED: "This link was revoked by the person who shared it.",
     ShareStatus.GONE: "What this link showed was deleted by the person who shared it.",
 }
-READ_ONLY_CSS = ("<style>[data-testid='stSidebarNav'], [data-testid='stChatInput'] "
-                 "{ display: none; }</style>")
+READ_ONLY_CSS = "<style>[data-testid='stSidebarNav'], [data-testid='stChatInput'] { display: none; }</style>"
 
 
 def shared_view() -> None:
@@ -43,15 +43,19 @@ def shared_view() -> None:
         replay_compare_run(store, int(share["run_id"]), key=f"shared-run-{share['run_id']}")
         recordings = replay.load_group(store, int(share["run_id"]))
         if recordings:
-            st.download_button("⬇ Download as a page", export_page.compare_page(recordings),
-                               file_name="streamchat-compare.html", mime="text/html",
-                               on_click="ignore", key="shared-download")
+            st.download_button(
+                "⬇ Download as a page",
+                export_page.compare_page(recordings),
+                file_name="streamchat-compare.html",
+                mime="text/html",
+                on_click="ignore",
+                key="shared-download",
+            )
         return
     conversation = store.get_conversation(share["conversation_id"]) or {}
     messages = store.conversation_path(share["conversation_id"])
     st.title(conversation.get("title") or "Shared conversation")
-    st.caption("Read-only · ▶ Replay plays a reply as it streamed, at its recorded pace; no model "
-               "is asked.")
+    st.caption("Read-only · ▶ Replay plays a reply as it streamed, at its recorded pace; no model is asked.")
     metrics_slot = st.sidebar.container()
     recorded = store.recorded_messages(share["conversation_id"])
     for message in messages:
@@ -59,13 +63,15 @@ def shared_view() -> None:
             replay_message(store, message, metrics_slot=metrics_slot)
         else:
             render_message(message)
-    recordings = {mid: rec for mid in recorded
-                  if (rec := replay.load(store, message_id=mid)) is not None}
-    st.download_button("⬇ Download as a page",
-                       export_page.conversation_page({"title": conversation.get("title")},
-                                                     messages, recordings),
-                       file_name="streamchat-conversation.html", mime="text/html",
-                       on_click="ignore", key="shared-download")
+    recordings = {mid: rec for mid in recorded if (rec := replay.load(store, message_id=mid)) is not None}
+    st.download_button(
+        "⬇ Download as a page",
+        export_page.conversation_page({"title": conversation.get("title")}, messages, recordings),
+        file_name="streamchat-conversation.html",
+        mime="text/html",
+        on_click="ignore",
+        key="shared-download",
+    )
 
 
 shared_view()
