@@ -12,6 +12,11 @@ st.set_page_config(page_title="StreamChat", page_icon="💬", layout="wide")
 PAGES = {"chat": st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
          "compare": st.Page("pages/compare.py", title="Compare", icon="⚖️"),
          "runs": st.Page("pages/runs.py", title="Runs", icon="📋")}
-navigation = st.navigation(list(PAGES.values()))
-page_name = next(name for name, page in PAGES.items() if page.url_path == navigation.url_path)
-run_guarded(lambda: (render_shell(page_name), navigation.run()))
+if st.query_params.get("share"):
+    # A read-only share link: that page alone, without the shell (no settings, no other chats).
+    shared = st.navigation([st.Page("pages/shared.py", title="Shared", icon="🔗")], position="hidden")
+    run_guarded(shared.run)
+else:
+    navigation = st.navigation(list(PAGES.values()))
+    page_name = next(name for name, page in PAGES.items() if page.url_path == navigation.url_path)
+    run_guarded(lambda: (render_shell(page_name), navigation.run()))

@@ -1,10 +1,12 @@
-"""Sidebar list of saved conversations: switch, new, delete, download."""
+"""Sidebar list of saved conversations: switch, new, delete, download, share read-only."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import streamlit as st
 
-from streamchat import export
+from streamchat import export, export_page
 from streamchat.replies import flusher
 
 from .identity import listed_owner, may_open, session_owner
@@ -141,6 +143,20 @@ class ConversationList:
             key="dl_json",
             disabled=current is None,
         )
+        page, share = st.columns(2)
+        page.download_button(
+            "⬇ Page",
+            (lambda: export_page.conversation_page_from_store(store, current)) if current else "",
+            file_name=f"{name}.html",
+            mime="text/html",
+            on_click="ignore",
+            key="dl_page",
+            disabled=current is None,
+            help="One HTML file that replays this chat at its recorded pace, offline (for mail).",
+        )
+        with share.popover("🔗 Share", key="conv_share", disabled=current is None, width="stretch"):
+            if current is not None:
+                share_links(store, current)
 
     def mark_busy(self) -> None:
         """▶ before every conversation with a reply in progress; cheap to call every frame."""
@@ -154,3 +170,43 @@ class ConversationList:
         selectors = ", ".join(f".st-key-conv_{cid} button p::before" for cid in sorted(busy))
         # Not style-only: that would go to Streamlit's event container, outside this slot.
         self._marks.html(f"<style>{selectors} {{ content: '▶ '; }}</style><span></span>")
+
+
+def share_link(token: str) -> str:
+    """The app's own address with `?share=<token>` (the shared page needs no other path)."""
+    parts = urlsplit(st.context.url or "")
+    base_path = (st.get_option("server.baseUrlPath") or "").strip("/")
+    root = f"{parts.scheme}://{parts.netloc}/" if parts.netloc else "/"
+    return f"{root}{base_path + '/' if base_path else ''}?share={token}"
+
+
+def share_links(store, conversation_id: str) -> None:
+    """Make a read-only link to this chat, see this chat's links, revoke them."""
+    owner = listed_owner()  # None for a single user: every local chat is theirs
+    st.caption(
+        "Whoever has a link sees this chat read-only (no input, no settings, nothing else of "
+        "yours) and can replay its replies. Revoke a link to close it."
+    )
+    st.button(
+        "Make a link",
+        key="conv_share_make",
+        on_click=_make_share,
+        args=(store, owner, conversation_id),
+    )
+    links = [
+        s
+        for s in store.list_shares(owner, include_revoked=False)
+        if s.get("conversation_id") == conversation_id
+    ]
+    for i, shared in enumerate(links):
+        st.code(share_link(shared["token"]), language=None, wrap_lines=True)
+        st.button(
+            "Revoke", key=f"conv_share_revoke_{i}", on_click=store.revoke_share, args=(shared["token"], owner)
+        )
+
+
+def _make_share(store, owner: str | None, conversation_id: str) -> None:
+    try:
+        store.create_share(owner, conversation_id=conversation_id)
+    except (KeyError, PermissionError):  # deleted meanwhile, or not this browser's chat
+        st.toast("This chat cannot be shared from here.", icon="🔒")

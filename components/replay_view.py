@@ -49,6 +49,8 @@ def active_replays(key: str) -> list[Replay] | None:
 def _start(key: str, recordings: list, speed_label: str) -> None:
     for old in _playing().get(key) or []:
         old.stop()
+    # The clock starts at the click (this callback runs first thing in the run it causes): the
+    # first words come at the recorded TTFT after ▶, while the page is drawn meanwhile.
     _playing()[key] = replay.start_together(recordings, replay.SPEEDS.get(speed_label, 1.0))
 
 
@@ -101,6 +103,40 @@ def replay_controls(
         "the same pace, the same figures. No model is asked.",
     )
     return active_replays(key) is not None
+
+
+def replay_menu(store, *, key: str, message_id: str | None = None, run_id: int | None = None) -> None:
+    """🔁 Replay under a recorded reply: a small menu with the speed and ▶ Play. The recording
+    is read when ▶ is clicked, not each time the chat is drawn."""
+    menu = st.popover(
+        "🔁 Replay",
+        type="tertiary",
+        key=f"replay-menu-{key}",
+        help="Play this reply again as it streamed: first words at its recorded TTFT, the same "
+        "pace, the same figures. No model is asked.",
+    )
+    speed = menu.segmented_control(
+        "Replay speed",
+        SPEED_OPTIONS,
+        default=SPEED_OPTIONS[0],
+        key=f"replay-speed-{key}",
+        label_visibility="collapsed",
+    )
+    menu.button(
+        "▶ Play",
+        key=f"replay-start-{key}",
+        type="primary",
+        on_click=_start_recorded,
+        args=(store, key, message_id, run_id, speed or SPEED_OPTIONS[0]),
+    )
+
+
+def _start_recorded(store, key: str, message_id: str | None, run_id: int | None, speed: str) -> None:
+    recording = replay.load(store, message_id=message_id, run_id=run_id)
+    if recording is None:
+        st.toast(replay.NO_RECORDING, icon="🔁")
+        return
+    _start(key, [recording], speed)
 
 
 def play_replays(

@@ -27,6 +27,7 @@ from components.message_view import (
     shown_content,
 )
 from components.metrics_panel import status_text
+from components.replay_view import active_replays, play_replays, replay_menu
 from components.shell import follow_background_replies
 from components.thinking_view import LiveThinking
 from streamchat import metrics
@@ -109,9 +110,12 @@ def version_switcher(conversation_id: str, message: dict) -> None:
     )
 
 
-def message_actions(conversation_id: str, message: dict, is_last: bool) -> None:
-    """Under a message: its versions, Edit (user), Regenerate / Continue / Retry (last reply)."""
+def message_actions(conversation_id: str, message: dict, is_last: bool, recorded: bool = False) -> None:
+    """Under a message: its versions, Edit (user), 🔁 Replay (a recorded reply), Regenerate /
+    Continue / Retry (last reply)."""
     version_switcher(conversation_id, message)
+    if recorded:
+        replay_menu(store, key=f"msg-{message['id']}", message_id=message["id"])
     if message["role"] == "user":
         if state.get("editing") == message["id"]:
             st.text_area(
@@ -277,7 +281,9 @@ def show_live(reply: ActiveReply, draw_history: Callable[[], None] = lambda: Non
     # The finished reply gets its actions in place, without a re-run that would re-send the chat.
     if last is not None:
         with slots.actions.container():
-            message_actions(reply.conversation_id, last, True)
+            message_actions(
+                reply.conversation_id, last, True, recorded=last["id"] in chat.recorded(reply.conversation_id)
+            )
     else:  # the chat moved on in another tab, or was deleted there: the next run redraws it
         slots.actions.empty()
 
@@ -302,15 +308,25 @@ if n_left_out := chat.left_out(conversation_id, messages) if conversation_id els
     )
 
 
+recorded = chat.recorded(conversation_id)
+replaying: list[tuple] = []  # (replay, slots, key) of a reply being replayed in its place
+
+
 def draw_messages(shown: list[dict]) -> None:
     for message in shown:
+        key = f"msg-{message['id']}"
+        if (replays := active_replays(key)) is not None:
+            replaying.append((replays[0], MessageSlots("assistant", f"replayed-{message['id']}"), key))
+            continue
         is_last = message is messages[-1]
         render_message(
             message,
             interrupted=chat.is_interrupted(message),
             hide_matches=options.hide_matches,
             allow_images=options.allow_images,
-            actions=lambda m=message, last=is_last: message_actions(conversation_id, m, last),
+            actions=lambda m=message, last=is_last: message_actions(
+                conversation_id, m, last, recorded=m["id"] in recorded
+            ),
         )
 
 
@@ -366,6 +382,9 @@ if not messages:
 if active is not None:
     with recent_box:
         show_live(active, draw_history)
+elif replaying:  # ▶ Replay: the recorded reply plays in its place, the panel shows its figures
+    replay, slots, key = replaying[0]
+    play_replays([(replay, slots, ctx.metrics_panel())], key=key, allow_images=options.allow_images)
 elif state.get("last_generation") is not None:
     ctx.metrics_panel().update(state.last_generation)
 else:

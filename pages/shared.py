@@ -11,8 +11,9 @@ from __future__ import annotations
 import streamlit as st
 
 from components.context import shared_store
-from components.message_view import render_message
-from components.replay_view import replay_compare_run, replay_message
+from components.message_view import MessageSlots, render_message
+from components.metrics_panel import MetricsPanel
+from components.replay_view import active_replays, play_replays, replay_compare_run, replay_message
 from streamchat import export_page, replay
 from streamchat.config import load_settings
 from streamchat.store import ShareStatus
@@ -58,9 +59,24 @@ def shared_view() -> None:
     st.caption("Read-only · ▶ Replay plays a reply as it streamed, at its recorded pace; no model is asked.")
     metrics_slot = st.sidebar.container()
     recorded = store.recorded_messages(share["conversation_id"])
+    playing = []  # a reply being replayed plays in its place, after the rest is drawn
     for message in messages:
-        if message["role"] == "assistant" and message["id"] in recorded:
-            replay_message(store, message, metrics_slot=metrics_slot)
+        key = f"msg-{message['id']}"
+        if (replays := active_replays(key)) is not None:
+            playing.append(
+                (
+                    [
+                        (
+                            replays[0],
+                            MessageSlots("assistant", f"replayed-{message['id']}"),
+                            MetricsPanel(metrics_slot),
+                        )
+                    ],
+                    key,
+                )
+            )
+        elif message["role"] == "assistant" and message["id"] in recorded:
+            replay_message(store, message, metrics_slot=metrics_slot, key=key)
         else:
             render_message(message)
     recordings = {mid: rec for mid in recorded if (rec := replay.load(store, message_id=mid)) is not None}
@@ -72,6 +88,8 @@ def shared_view() -> None:
         on_click="ignore",
         key="shared-download",
     )
+    for items, key in playing[:1]:
+        play_replays(items, key=key)
 
 
 shared_view()

@@ -204,6 +204,10 @@ class ChatSession:
         path = self.store.conversation_path(reply.conversation_id)
         return path[-1] if path and path[-1]["id"] == reply.message_id else None
 
+    def recorded(self, conversation_id: str | None) -> set[str]:
+        """The conversation's replies that have a recording (they can be replayed)."""
+        return self.store.recorded_messages(conversation_id) if conversation_id else set()
+
     def keep_visible_ttft(self, message_id: str, seconds: float) -> dict[str, Any]:
         """A browser-measured visible TTFT for a reply: kept with it and its run (once); the
         reply's saved figures."""

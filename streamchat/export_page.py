@@ -397,3 +397,16 @@ def recording_page(rec: Recording, title: str = "StreamChat reply") -> str:
         {"id": "reply", "role": "assistant", "content": rec.prefix + rec.text, "reasoning": rec.reasoning}
     )
     return conversation_page({"title": title}, messages, {"reply": rec})
+
+
+def conversation_page_from_store(store: Any, conversation_id: str) -> str:
+    """The page for a saved conversation's current branch, with every recorded reply."""
+    from .replay import load
+
+    messages = store.conversation_path(conversation_id)
+    recordings = {
+        mid: rec
+        for mid in store.recorded_messages(conversation_id)
+        if (rec := load(store, message_id=mid)) is not None
+    }
+    return conversation_page(store.get_conversation(conversation_id) or {}, messages, recordings)
