@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import streamlit as st
 
 from streamchat import export, export_page
 from streamchat.replies import flusher
 
 from .identity import listed_owner, may_open, session_owner
+from .share import share_links
 
 QUERY_KEY = "c"
 LIST_LIMIT = 50
@@ -170,43 +169,3 @@ class ConversationList:
         selectors = ", ".join(f".st-key-conv_{cid} button p::before" for cid in sorted(busy))
         # Not style-only: that would go to Streamlit's event container, outside this slot.
         self._marks.html(f"<style>{selectors} {{ content: '▶ '; }}</style><span></span>")
-
-
-def share_link(token: str) -> str:
-    """The app's own address with `?share=<token>` (the shared page needs no other path)."""
-    parts = urlsplit(st.context.url or "")
-    base_path = (st.get_option("server.baseUrlPath") or "").strip("/")
-    root = f"{parts.scheme}://{parts.netloc}/" if parts.netloc else "/"
-    return f"{root}{base_path + '/' if base_path else ''}?share={token}"
-
-
-def share_links(store, conversation_id: str) -> None:
-    """Make a read-only link to this chat, see this chat's links, revoke them."""
-    owner = listed_owner()  # None for a single user: every local chat is theirs
-    st.caption(
-        "Whoever has a link sees this chat read-only (no input, no settings, nothing else of "
-        "yours) and can replay its replies. Revoke a link to close it."
-    )
-    st.button(
-        "Make a link",
-        key="conv_share_make",
-        on_click=_make_share,
-        args=(store, owner, conversation_id),
-    )
-    links = [
-        s
-        for s in store.list_shares(owner, include_revoked=False)
-        if s.get("conversation_id") == conversation_id
-    ]
-    for i, shared in enumerate(links):
-        st.code(share_link(shared["token"]), language=None, wrap_lines=True)
-        st.button(
-            "Revoke", key=f"conv_share_revoke_{i}", on_click=store.revoke_share, args=(shared["token"], owner)
-        )
-
-
-def _make_share(store, owner: str | None, conversation_id: str) -> None:
-    try:
-        store.create_share(owner, conversation_id=conversation_id)
-    except (KeyError, PermissionError):  # deleted meanwhile, or not this browser's chat
-        st.toast("This chat cannot be shared from here.", icon="🔒")

@@ -10,7 +10,14 @@ import streamlit as st
 from streamchat import presets, stop_rules
 from streamchat.config import LOCAL, REMOTE, Settings
 from streamchat.generation import GenerationParams, Timeouts
-from streamchat.providers import ProviderError, RemoteConfig, list_models, local_endpoint, validate_base_url
+from streamchat.providers import (
+    ProviderError,
+    RemoteConfig,
+    list_models,
+    local_endpoint,
+    model_choices,
+    validate_base_url,
+)
 from streamchat.runner import EndpointSource
 from streamchat.store import safe_base_url
 
@@ -275,13 +282,12 @@ def _provider_fields(settings: Settings, provider: str) -> tuple[EndpointSource 
         st.error(str(exc))
         return None, str(exc), "—"
     models, error = _models(base_url, api_key)
-    if settings.model and settings.model not in models:
-        models = [settings.model, *models]
+    models, chosen = model_choices(settings.model, models)
     if error:
         st.warning(error)
     place = safe_base_url(base_url)
     if models:
-        default = models.index(settings.model) if settings.model in models else 0
+        default = models.index(chosen) if chosen in models else 0
         model = st.selectbox("Model", models, index=default, key=f"opt_model:{place}")
     else:
         model = st.text_input("Model", value=settings.model or "", key=f"opt_model_text:{place}")

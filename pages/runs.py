@@ -12,8 +12,10 @@ import streamlit as st
 
 from components.context import context
 from components.conversations import open_conversation
-from components.identity import is_shared, may_open, session_owner
-from streamchat import compare, export
+from components.identity import is_shared, listed_owner, may_open, session_owner
+from components.replay_view import replay_compare_run
+from components.share import share_link
+from streamchat import compare, export, export_page, replay
 
 COLUMNS = {  # shown column -> label
     "created_at": "time",
@@ -32,6 +34,7 @@ COLUMNS = {  # shown column -> label
     "reasoning_tokens": "thinking tokens",
     "bytes": "bytes",
     "error": "error",
+    "replay": "🔁",
 }
 THINKING_FILTER = {"with thinking": True, "without thinking": False}
 MODES = [compare.STREAM, compare.NON_STREAM]
@@ -83,7 +86,9 @@ if not runs:
     st.stop()
 
 zone, zone_name = viewer_zone()
+recorded_runs = ctx.store.recorded_runs([run["id"] for run in runs])
 frame = pd.DataFrame(runs)
+frame["replay"] = frame["id"].isin(recorded_runs).map({True: "🔁", False: ""})
 frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601").dt.tz_convert(zone)
 left, middle, right, fourth = st.columns(4)
 models = left.multiselect("Model", sorted(frame["model"].dropna().unique()), key="runs_model")
@@ -138,6 +143,7 @@ selection = st.dataframe(
     },
 )
 rows = selection.selection.rows if selection else []
+replay_run = None
 if rows:
     run = shown.iloc[rows[0]]
     if (
@@ -148,10 +154,13 @@ if rows:
         open_conversation(run["conversation_id"])
         st.session_state.runs_table_nonce += 1
         st.switch_page("pages/chat.py")
+    elif int(run["id"]) in recorded_runs:
+        replay_run = int(run["id"])
     else:
         st.caption(
-            "That run has no conversation of this session to open (compare and CLI runs "
-            "have none; other sessions' chats stay private)."
+            "That run has no conversation of this session to open and no recording (compare and "
+            "CLI runs have no conversation; other sessions' chats stay private; runs made before "
+            "recordings have none)."
         )
 
 # Exported as the store has them (no pandas NaN), with the time as ISO 8601 in the viewer's zone
@@ -262,3 +271,36 @@ for field, title in METRICS:
 st.subheader("Distributions per model")
 for field, title in METRICS:
     per_mode(done.loc[done[field].notna(), ["model", "mode", field]], title, distribution(field, title))
+
+
+def share_run(run_id: int) -> None:
+    try:
+        token = ctx.store.create_share(listed_owner(), run_id=run_id)
+    except (KeyError, PermissionError):  # gone, or not this browser's run
+        st.toast("This run cannot be shared from here.", icon="🔒")
+        return
+    st.session_state.setdefault("run_share_links", {})[run_id] = token
+
+
+# A recorded Compare (or CLI) run: both sides replayed side by side at their recorded timing,
+# a read-only link, an offline page. Last on the page: a replay's frames hold the run.
+if replay_run is not None:
+    st.subheader("Selected run: replay")
+    share_col, page_col = st.columns(2)
+    share_col.button("🔗 Share this run", key="runs_share", on_click=share_run, args=(replay_run,))
+    page_col.download_button(
+        "⬇ Page",
+        lambda: export_page.compare_page(replay.load_group(ctx.store, replay_run)),
+        file_name=f"streamchat-run-{replay_run}.html",
+        mime="text/html",
+        on_click="ignore",
+        key="runs_page",
+        help="One HTML file that replays this run offline, for mail.",
+    )
+    token = st.session_state.get("run_share_links", {}).get(replay_run)
+    if token:
+        st.code(share_link(token), language=None, wrap_lines=True)
+        st.button(
+            "Revoke", key="runs_share_revoke", on_click=ctx.store.revoke_share, args=(token, listed_owner())
+        )
+    replay_compare_run(ctx.store, replay_run, key=f"run-{replay_run}")

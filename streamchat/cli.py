@@ -16,12 +16,19 @@ import time
 from typing import Any, TextIO
 
 from . import compare, errors
-from .config import Settings, load_settings
+from .config import LOCAL, Settings, load_settings, provider_for
 from .generation import Endpoint, GenerationParams
 from .inputs import clean_user_message
 from .kinds import GenerationState, RunSource
 from .metrics import format_seconds
-from .providers import ProviderError, RemoteConfig, list_models, local_endpoint, validate_base_url
+from .providers import (
+    ProviderError,
+    RemoteConfig,
+    list_models,
+    local_endpoint,
+    model_choices,
+    validate_base_url,
+)
 from .records import safe_base_url
 
 PROG = "python -m streamchat"
@@ -268,20 +275,17 @@ def _seconds(value: float | int | None) -> str:
 
 def resolve_endpoint(args: argparse.Namespace, settings: Settings) -> Endpoint:
     base_url = args.base_url or settings.base_url
-    # As in the app: a key alone means OpenAI itself; nothing at all means the embedded model.
-    if not base_url and not settings.api_key:
+    if provider_for(base_url, settings.api_key) == LOCAL:
         _status("Starting the embedded model…")
         try:
             return local_endpoint(settings.local_model_path)
         finally:
             _status("")
     base_url = validate_base_url(base_url or settings.remote_base_url)
-    model = args.model or settings.model
+    wanted = args.model or settings.model
+    _, model = model_choices(wanted, [] if wanted else list_models(base_url, settings.api_key))
     if not model:
-        models = list_models(base_url, settings.api_key)
-        if not models:
-            raise ProviderError(f"{base_url} lists no models: pass --model.")
-        model = models[0]
+        raise ProviderError(f"{base_url} lists no models: pass --model.")
     return RemoteConfig(base_url, settings.api_key, model).endpoint()
 
 

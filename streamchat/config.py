@@ -28,11 +28,17 @@ class Settings:
 
     @property
     def default_provider(self) -> str:
-        return REMOTE if (self.base_url or self.api_key) else LOCAL
+        return provider_for(self.base_url, self.api_key)
 
     @property
     def remote_base_url(self) -> str:
         return self.base_url or OPENAI_DEFAULT_BASE_URL
+
+
+def provider_for(base_url: str | None, api_key: str | None) -> str:
+    """Where replies come from, for the app and the CLI alike: a base URL or a key means a remote
+    endpoint (a key alone: OpenAI itself); nothing at all, the embedded model."""
+    return REMOTE if (base_url or api_key) else LOCAL
 
 
 def load_settings(

@@ -50,6 +50,14 @@ class RemoteConfig:
         return Endpoint(REMOTE, validate_base_url(self.base_url), chosen, self.api_key or "")
 
 
+def model_choices(wanted: str | None, listed: list[str]) -> tuple[list[str], str | None]:
+    """The models to offer and the one chosen, for the app and the CLI alike: the wanted one
+    (OPENAI_MODEL, --model), first in the list even when the endpoint does not list it; else the
+    first the endpoint lists; None when there is nothing to choose."""
+    choices = [wanted, *listed] if wanted and wanted not in listed else list(listed)
+    return choices, wanted or (choices[0] if choices else None)
+
+
 def list_models(base_url: str, api_key: str | None, timeout: float = 5.0) -> list[str]:
     """Model ids from the endpoint's /v1/models, sorted; raises ProviderError with a clear message."""
     base_url = validate_base_url(base_url)
