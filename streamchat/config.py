@@ -1,4 +1,4 @@
-"""Configuration from the environment and an optional `.env` file (see DESIGN.md)."""
+"""Configuration from the environment and an optional `.env` file (see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

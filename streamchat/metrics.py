@@ -1,4 +1,4 @@
-"""Metrics of a generation, defined as in vLLM's serving benchmark (see DESIGN.md).
+"""Metrics of a generation, defined as in vLLM's serving benchmark (see docs/ARCHITECTURE.md).
 
 Every value carries where it came from, so the UI can say so:
   measured    — timed by this client (perf_counter on each chunk as it arrived)

@@ -1,4 +1,4 @@
-"""The failure matrix of DESIGN.md ("Errors: a clear message, nothing lost") in a real Chromium
+"""The failure matrix (every failure: a clear message, nothing lost) in a real Chromium
 against `streamlit run` and the scripted model server: for every row the page shows one clear
 message naming the cause and the next step, the user's message and any partial reply stay on the
 page and in the store (the reply marked "failed"), and the next request works (Retry / Trim).

@@ -1,4 +1,4 @@
-"""Metrics math on hand-built timelines: definitions as in DESIGN.md."""
+"""Metrics math on hand-built timelines: definitions as in docs/ARCHITECTURE.md (vLLM's)."""
 import pytest
 
 from streamchat import metrics
