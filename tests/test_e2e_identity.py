@@ -114,3 +114,28 @@ def test_shared_mode_never_opens_a_chat_without_an_owner(shared):
         body = page.locator("body").inner_text()
         assert "ownerless secret text" not in body and "ownerless old chat" not in body
         assert page.get_by_role("button", name="✏️ Edit").count() == 0
+
+
+def test_shared_mode_a_share_link_opens_the_chat_read_only_but_its_address_does_not(shared):
+    srv, url, browser, _ = shared
+    srv.reset()
+    with app_page(browser, url) as page:
+        chat_once(page, srv, "alice shares this", "shr")
+        conversation = query(page.url)["c"]
+        page.get_by_role("button", name="🔗 Share").click()
+        page.get_by_role("button", name="Make a link").click()
+        link = page.locator('[data-testid="stCode"]').filter(has_text="?share=").first
+        link.wait_for(timeout=10_000)
+        address = link.inner_text().strip()
+        # Bob gets the link: the chat, read-only. Mallory has only the chat's address: nothing.
+        bob = browser.new_context().new_page()
+        mallory = open_fresh(browser, f"{url}/?c={conversation}")
+        try:
+            bob.goto(address)
+            wait_for_text(bob, "shr2", timeout=30)
+            assert bob.locator(CHAT_INPUT).count() == 0
+            wait_idle(mallory)
+            assert "alice shares this" not in mallory.locator("body").inner_text()
+        finally:
+            bob.context.close()
+            mallory.context.close()
