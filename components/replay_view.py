@@ -15,7 +15,6 @@ Three calls (the pages wire them; nothing here draws unless called):
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import streamlit as st
@@ -23,13 +22,12 @@ import streamlit as st
 from streamchat import metrics, replay
 from streamchat.replay import Replay
 
+from .frames import run_frames
 from .live_reply import CaptionSlot, LiveReply
 from .message_view import MessageSlots, render_message
 from .metrics_panel import MetricsPanel, status_text
 from .thinking_view import LiveThinking
 
-FRAME_S = 1 / 15  # as the chat's live reply
-POLL_S = 0.01
 SPEED_OPTIONS = list(replay.SPEEDS)  # "1×", "2×", "5×", "instant"
 STATE_KEY = "replays"  # session state: key -> the replays playing there
 
@@ -164,15 +162,13 @@ def play_replays(
             type="primary",
             help="Stop the replay.",
         )
-    next_frame = 0.0
     shown: dict[int, bool] = {}
-    while True:
-        finished = all(r.is_finished for r, *_ in drawn)
-        now = time.perf_counter()
+
+    def words_changed() -> bool:
+        return any(bool(r.text or r.reasoning) != shown.get(id(r), False) for r, *_ in drawn)
+
+    def frame(finished: bool) -> None:
         for r, _slots, panel, thinking, live, waiting in drawn:
-            first_text = bool(r.text or r.reasoning) != shown.get(id(r), False)
-            if not (finished or first_text or now >= next_frame):
-                continue
             waiting_shown = not r.token_times and not r.is_finished
             figures = metrics.current(r) if waiting_shown or panel.due(r) else None
             thinking.render(r)
@@ -181,12 +177,8 @@ def play_replays(
             waiting.show(status_text(r, figures) if waiting_shown and figures else "")
             if figures is not None:
                 panel.update(r, figures)
-        if now >= next_frame:
-            next_frame = now + FRAME_S
-        if finished:
-            break
-        time.sleep(POLL_S)
-        st.session_state.get("_yield_point")  # a click (Stop) ends this run here at once
+
+    run_frames(frame, lambda: all(r.is_finished for r, *_ in drawn), urgent=words_changed)
     for r, slots, panel, thinking, _live, waiting in drawn:
         waiting.show("")
         thinking.fold(r)

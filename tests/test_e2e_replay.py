@@ -42,9 +42,12 @@ def test_a_recorded_reply_replays_at_its_pace_with_its_figures(stack, page):
     seen = watch.read()
     first, last = seen.marks["r0"] - clicked, seen.marks["r199"] - clicked
     print(f"replay: first words {first:.3f} s, last {last:.3f} s after the click")
-    # Never sooner than recorded; the pace of the original (bounds allow for a loaded machine).
-    assert RECORDED_TTFT_S - 0.05 <= first < RECORDED_TTFT_S + 0.5, first
-    assert RECORDED_LAST_S * 0.9 <= last < RECORDED_LAST_S + 1.5, last
+    # Never sooner than recorded, then the pace of the original: first to last word as long as
+    # recorded. (How close the first words come to the recorded TTFT after the click is a figure
+    # for a quiet machine; the bounds here allow for a loaded one.)
+    span = RECORDED_LAST_S - RECORDED_TTFT_S
+    assert RECORDED_TTFT_S - 0.05 <= first < RECORDED_TTFT_S + 1.5, first
+    assert span * 0.9 <= last - first <= span * 1.15, (first, last)
     wait_idle(page)
     assert {label: metric_value(page, label) for label in recorded} == recorded
     assert len(srv.requests()) == requests_before, "a replay asks no model"
