@@ -85,22 +85,28 @@ def replay_controls(
     row = target.container(
         horizontal=True, vertical_alignment="center", gap="small", key=f"replay-controls-{key}"
     )
-    speed = row.segmented_control(
+    speed = speed_choice(row, key)
+    row.button(
+        "▶ Replay",
+        key=f"replay-start-{key}",
+        on_click=_start,
+        args=(key, recordings, speed),
+        help="Play this reply again as it streamed: first words at its recorded TTFT, "
+        "the same pace, the same figures. No model is asked.",
+    )
+    return active_replays(key) is not None
+
+
+def speed_choice(container, key: str) -> str:
+    """1×, 2×, 5× or instant; 1× unless changed."""
+    chosen = container.segmented_control(
         "Replay speed",
         SPEED_OPTIONS,
         default=SPEED_OPTIONS[0],
         key=f"replay-speed-{key}",
         label_visibility="collapsed",
     )
-    row.button(
-        "▶ Replay",
-        key=f"replay-start-{key}",
-        on_click=_start,
-        args=(key, recordings, speed or SPEED_OPTIONS[0]),
-        help="Play this reply again as it streamed: first words at its recorded TTFT, "
-        "the same pace, the same figures. No model is asked.",
-    )
-    return active_replays(key) is not None
+    return chosen or SPEED_OPTIONS[0]
 
 
 def replay_menu(store, *, key: str, message_id: str | None = None, run_id: int | None = None) -> None:
@@ -113,19 +119,13 @@ def replay_menu(store, *, key: str, message_id: str | None = None, run_id: int |
         help="Play this reply again as it streamed: first words at its recorded TTFT, the same "
         "pace, the same figures. No model is asked.",
     )
-    speed = menu.segmented_control(
-        "Replay speed",
-        SPEED_OPTIONS,
-        default=SPEED_OPTIONS[0],
-        key=f"replay-speed-{key}",
-        label_visibility="collapsed",
-    )
+    speed = speed_choice(menu, key)
     menu.button(
         "▶ Play",
         key=f"replay-start-{key}",
         type="primary",
         on_click=_start_recorded,
-        args=(store, key, message_id, run_id, speed or SPEED_OPTIONS[0]),
+        args=(store, key, message_id, run_id, speed),
     )
 
 
