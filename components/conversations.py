@@ -153,7 +153,7 @@ class ConversationList:
             disabled=current is None,
             help="One HTML file that replays this chat at its recorded pace, offline (for mail).",
         )
-        with share.popover("🔗 Share", key="conv_share", disabled=current is None, width="stretch"):
+        with share.popover("🔗 Share", key="share-menu", disabled=current is None, width="stretch"):
             if current is not None:
                 share_links(store, current)
 

@@ -26,7 +26,7 @@ def share_links(store, conversation_id: str) -> None:
     )
     st.button(
         "Make a link",
-        key="conv_share_make",
+        key="share-make",
         on_click=_make_share,
         args=(store, owner, conversation_id),
     )
@@ -38,7 +38,7 @@ def share_links(store, conversation_id: str) -> None:
     for i, shared in enumerate(links):
         st.code(share_link(shared["token"]), language=None, wrap_lines=True)
         st.button(
-            "Revoke", key=f"conv_share_revoke_{i}", on_click=store.revoke_share, args=(shared["token"], owner)
+            "Revoke", key=f"share-revoke-{i}", on_click=store.revoke_share, args=(shared["token"], owner)
         )
 
 
