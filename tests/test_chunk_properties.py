@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest

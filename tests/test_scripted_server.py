@@ -15,8 +15,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.scripted_server import RequestRecord, Script, ScriptedServer
-from tests.bounds import PROMPTLY_S
+from tests.harness.bounds import PROMPTLY_S
+from tests.harness.scripted_server import RequestRecord, Script, ScriptedServer
 
 pytestmark = pytest.mark.timeout(30)
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -163,7 +163,7 @@ def test_stall_then_client_timeout_is_seen_as_disconnect(srv):
         collect(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
     t_gone = time.perf_counter()
     assert abs(srv.wait_for_disconnect() - t_gone) < PROMPTLY_S
-    assert srv.requests[-1].tokens_sent == 2
+    assert srv.requests()[-1].tokens_sent == 2
 
 
 def test_cancel_during_silent_prefill_is_seen_promptly(srv):
@@ -182,7 +182,7 @@ def test_cancel_during_silent_prefill_is_seen_promptly(srv):
     t_cancel = asyncio.run(run())
     t_disc = srv.wait_for_disconnect(timeout=2)
     assert 0 <= t_disc - t_cancel < PROMPTLY_S
-    rec = srv.requests[-1]
+    rec = srv.requests()[-1]
     assert rec.t_headers_sent is None and rec.tokens_sent == 0 and not rec.completed
 
 
@@ -209,7 +209,7 @@ def test_close_mid_stream_is_seen_promptly(srv):
             t_close = time.perf_counter()
     t_disc = srv.wait_for_disconnect()
     assert 0 <= t_disc - t_close < PROMPTLY_S
-    rec = srv.requests[-1]
+    rec = srv.requests()[-1]
     assert rec.outcome == "disconnected" and 5 <= rec.tokens_sent < 5 + 100 * PROMPTLY_S and not rec.completed
 
 
@@ -241,11 +241,11 @@ def test_http_control(srv):
     assert records[0]["headers"]["authorization"] == "***"
     assert set(records[0]) == {f for f in RequestRecord.__dataclass_fields__}
     http_json(root + "/_control/reset", {})
-    assert srv.requests == [] and http_json(root + "/health") == {"status": "ok"}
+    assert srv.requests() == [] and http_json(root + "/health") == {"status": "ok"}
 
 
 def test_standalone_prints_port_and_exits_when_stdin_closes():
-    with subprocess.Popen([sys.executable, "-m", "tests.scripted_server", "--port", "0", "--tokens", "3",
+    with subprocess.Popen([sys.executable, "-m", "tests.harness.scripted_server", "--port", "0", "--tokens", "3",
                            "--max-lifetime", "60"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         try:
