@@ -157,7 +157,7 @@ def test_ctrl_c_stops_cleanly_closes_the_connection_and_exits_130(tmp_path, serv
 
 
 @pytest.mark.timeout(300)
-def test_default_is_the_embedded_model(tmp_path):
+def test_default_is_the_embedded_model(tmp_path, local_model):
     proc = cli(tmp_path, "--prompt", "Say hello.", "--repeat", "1", "--max-tokens", "8", "--json",
                "--no-save", env=cli_env(tmp_path), timeout=280)
     assert proc.returncode == 0, (proc.stderr, proc.stdout)
