@@ -128,7 +128,7 @@ def test_non_stream_waits_for_whole_generation(srv):
         elapsed = time.perf_counter() - t0
     assert resp.choices[0].message.content == "w " * 20
     assert resp.usage.completion_tokens == 20 and resp.model_extra["timings"]["predicted_n"] == 20
-    assert 0.4 <= elapsed <= 0.45, elapsed
+    assert 0.4 <= elapsed < 0.4 + PROMPTLY_S, elapsed   # never early; late only by the load
     rec = srv.wait_for_end()
     assert not rec.stream and rec.completed and rec.tokens_sent == 20
 
