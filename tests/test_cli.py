@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamchat.store import Store
+from tests.harness.bounds import PROMPTLY_S
 from tests.harness.scripted_server import Script, ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +61,8 @@ def test_json_output_shows_first_text_sooner(tmp_path, server):
     assert_clean(proc)
     out = json.loads(proc.stdout)
     first = next(r for r in out["summary"] if r["metric"] == "first_text_s")
-    assert first["stream_median"] == pytest.approx(0.5, rel=0.15)
-    assert first["non_stream_median"] == pytest.approx(2.5, rel=0.15)
+    assert 0.5 <= first["stream_median"] < 0.5 + PROMPTLY_S     # never early; late only by the load
+    assert 2.5 <= first["non_stream_median"] < 2.5 + PROMPTLY_S
     assert "sooner" in out["verdict"]
     assert [(r["side"], r["state"]) for r in out["runs"]] == [("stream", "done"), ("non-stream", "done")]
     assert out["params"]["temperature"] == 0 and out["params"]["seed"] is not None

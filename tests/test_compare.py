@@ -8,6 +8,7 @@ from streamchat import compare
 from streamchat.compare import NON_STREAM, RACE, SEQUENTIAL, STREAM, Comparison
 from streamchat.generation import DONE, FAILED, STOPPED, Endpoint
 from streamchat.store import Store
+from tests.harness.bounds import PROMPTLY_S
 from tests.harness.scripted_server import Script, ScriptedServer
 
 USER = [{"role": "user", "content": "Count to 200"}]
@@ -55,9 +56,13 @@ def test_sequential_shows_first_text_sooner_and_same_total_time(runner, server):
     summary = c.summary()
     first, e2e = row(summary, "first_text_s"), row(summary, "e2e_s")
     assert first["stream_n"] == first["non_stream_n"] == 2
-    assert first["stream_median"] == pytest.approx(0.5, rel=0.15)
-    assert first["non_stream_median"] == pytest.approx(2.5, rel=0.15)
-    assert e2e["stream_median"] == pytest.approx(e2e["non_stream_median"], rel=0.15)
+    # The scripted schedule (first token 0.5 s, the whole reply 2.5 s): never early, late only by
+    # what a busy machine adds (the exact figures are `make bench`'s).
+    assert 0.5 <= first["stream_median"] < 0.5 + PROMPTLY_S
+    assert 2.5 <= first["non_stream_median"] < 2.5 + PROMPTLY_S
+    assert first["stream_median"] < first["non_stream_median"]
+    assert e2e["stream_median"] >= 0.5 + 199 / 100 and e2e["non_stream_median"] >= 2.5
+    assert abs(e2e["stream_median"] - e2e["non_stream_median"]) < PROMPTLY_S
     assert row(summary, "bytes")["stream_median"] > row(summary, "bytes")["non_stream_median"]
     tokens = row(summary, "output_tokens")
     assert tokens["stream_median"] == tokens["non_stream_median"] == 200
@@ -87,6 +92,9 @@ def test_stop_ends_the_generations_in_flight_and_starts_no_more(runner, server, 
     c = Comparison(USER, endpoint(server, "script:ttft=0,tokens=10000,rate=100"), runner=runner,
                    repeat=3, mode=mode, warmup=False).start()
     wait_until(lambda: c.current and c.current.stream and c.current.stream.content_chunk_count >= 3)
+    # Both requests of the race in flight at the server before Stop (on a busy machine the
+    # non-stream one could still be on its way; Stop would then rightly never send it).
+    server.wait_for_requests(2 if mode == RACE else 1)
     c.stop()
     assert c.wait(2) and c.is_finished and c.stopped
     pair, = c.pairs

@@ -408,7 +408,8 @@ class ServerControl:
         raise NotImplementedError
 
     def release(self) -> None:
-        """Open the gate: every reply held by `hold_after` goes on (later holds wait again)."""
+        """Open the gate for every request received so far: held replies go on, and one that has not
+        reached its `hold_after` yet will not stop there. Requests received later hold again."""
         raise NotImplementedError
 
     def _wait(self, check: Callable[[list[RequestRecord]], T | None], timeout: float, what: str) -> T:
@@ -466,7 +467,8 @@ class ScriptedServer(ServerControl):
         self._conns: set[asyncio.Task] = set()
         self._error: BaseException | None = None
         self._last_id = 0  # request ids keep counting across reset()
-        self._gate: asyncio.Event | None = None   # set by release(); a new one for the next holds
+        self._gate: asyncio.Event | None = None   # set by release() to wake held replies
+        self._released_upto = 0                     # requests with an id up to this pass their gate
 
     # ---- control from the test thread
     @property
@@ -510,9 +512,11 @@ class ScriptedServer(ServerControl):
             return list(self._records)
 
     def release(self) -> None:
+        with self._cond:
+            upto = self._last_id
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._open_gate)
+            loop.call_soon_threadsafe(self._open_gate, upto)
 
     def _wait(self, check: Callable[[list[RequestRecord]], T | None], timeout: float, what: str) -> T:
         found: list[T] = []
@@ -530,21 +534,25 @@ class ScriptedServer(ServerControl):
             return found[-1]
 
     # ---- event loop side
-    def _open_gate(self) -> None:
+    def _open_gate(self, upto: int) -> None:
+        with self._cond:
+            self._released_upto = max(self._released_upto, upto)
         gate, self._gate = self._gate, asyncio.Event()
         if gate is not None:
             gate.set()
 
     async def _hold(self, rec: RequestRecord, timeout: float) -> bool:
-        """Wait at the gate until release(); False if it stayed shut for `timeout` seconds."""
-        gate = self._gate
+        """Wait at the gate until release() covers this request; False if that took `timeout` s."""
         with self._cond:
             rec.t_held = time.perf_counter()
             self._cond.notify_all()
-        try:
-            await asyncio.wait_for(gate.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
+        deadline = rec.t_held + timeout
+        while rec.id > self._released_upto:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._gate.wait(), remaining)
         with self._cond:
             rec.t_released = time.perf_counter()
         return True
@@ -633,7 +641,9 @@ class ScriptedServer(ServerControl):
         elif action == "reset":
             self.reset()
         elif action == "release":
-            self._open_gate()
+            with self._cond:
+                upto = self._last_id
+            self._open_gate(upto)
         else:
             return 404, _err(f"unknown control {action!r}", "not_found_error")
         return 200, {"ok": True}
