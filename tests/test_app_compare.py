@@ -2,7 +2,7 @@
 import pytest
 
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_a_comparison_runs_both_modes_and_records_them(page, server, tmp_path):
     page.button(key="cmp_run").click().run()
     assert not page.exception
     assert any("sooner" in s.value for s in page.success)
-    counted = [r for r in server.requests if r.body.get("max_tokens") != 1]   # not the warm-up
+    counted = [r for r in server.requests() if r.body.get("max_tokens") != 1]   # not the warm-up
     assert sorted(r.stream for r in counted) == [False, False, True, True]
     assert all(r.body["temperature"] == 0 and r.body["seed"] == 1234 for r in counted)
     summary = page.table[0].value
@@ -40,7 +40,7 @@ def test_empty_prompt_gets_a_message(page, server):
     page.text_area(key="cmp_prompt").set_value("   ").run()
     page.button(key="cmp_run").click().run()
     assert any("Type a prompt first" in e.value for e in page.error)
-    assert not server.requests
+    assert not server.requests()
 
 
 def test_a_failing_side_is_named_in_the_verdict(page, server):

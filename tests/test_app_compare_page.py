@@ -7,7 +7,7 @@ import time
 import pytest
 
 from streamchat import compare, presets
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture(scope="module")

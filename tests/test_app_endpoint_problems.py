@@ -7,7 +7,7 @@ import socket
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import PAGE_SCRIPT
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 def everything_shown(at) -> str:
@@ -30,7 +30,7 @@ def test_url_credentials_are_used_but_never_shown(open_page, monkeypatch):
         assert at.text_input(key="opt_base_url").value == srv.base_url
         assert "S3CRETPASS" not in everything_shown(at)
         assert all("S3CRETPASS" not in w.id for w in at.selectbox)   # widget ids reach the page
-        assert srv.requests[-1].headers.get("authorization", "").startswith("Basic ")
+        assert srv.requests()[-1].headers.get("authorization", "").startswith("Basic ")
 
 
 def test_no_model_says_the_real_cause(open_page, monkeypatch):

@@ -1,5 +1,5 @@
 """Images in replies are links unless the user allows them (issue 10 item 16), AppTest."""
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 REPLY = "Look: ![pixel](http://tracker.example/p.png) done"
 

@@ -6,7 +6,7 @@ import pytest
 
 from streamchat import export
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture(scope="module")

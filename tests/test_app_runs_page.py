@@ -11,7 +11,7 @@ import pytest
 
 from streamchat import export
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 STREAM_TTFTS = (0.28, 0.31, 0.30, 0.33, 0.29)
 

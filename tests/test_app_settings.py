@@ -6,7 +6,7 @@ import pytest
 
 from streamchat import local_server, presets, stop_rules
 from streamchat.config import LOCAL, REMOTE
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_a_value_the_user_sets_is_kept_and_sent(app, server):
     app.chat_input[0].set_value("hello").run()
     assert not app.exception
     assert app.slider(key="opt_temperature").value == 1.2
-    body = server.requests[-1].body
+    body = server.requests()[-1].body
     assert body["temperature"] == 1.2 and body["max_tokens"] == 99
     assert "repeat_penalty" not in body and "dry_multiplier" not in body   # remote endpoint
 

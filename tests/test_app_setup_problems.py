@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from streamchat.store import Store
 from tests.conftest import PAGE_SCRIPT
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_an_over_long_message_is_kept_to_download_or_shorten(server, open_page):
     assert any("the limit is" in t.value for t in at.toast)
     assert any(c.value.startswith("long words long words") for c in at.code)
     assert not any(b.label == "Send again" for b in at.button)     # it would fail again
-    assert len(server.requests) == 0 or "long words" not in str(server.requests[-1].body)
+    assert len(server.requests()) == 0 or "long words" not in str(server.requests()[-1].body)
 
 
 def test_a_database_damaged_while_the_app_runs_gets_a_message(server, open_page, tmp_path):

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_regenerate_keeps_the_old_reply_as_a_version_and_switching_follows_it(ap
     assert not app.exception
     assert texts(app, "assistant")[-1].startswith("second answer")
     assert any(m.value == "**2/2**" for m in app.markdown)   # bold, not a pale caption
-    assert server.requests[-1].body["messages"][-1]["content"] == "question"
+    assert server.requests()[-1].body["messages"][-1]["content"] == "question"
     button(app, "‹").click().run()
     assert texts(app, "assistant") and texts(app, "assistant")[-1].startswith("first answer")
     assert any(m.value == "**1/2**" for m in app.markdown)
@@ -52,7 +52,7 @@ def test_edit_resends_from_there_and_the_rest_follows_the_branch(app, server, tm
     button(app, "Send edited").click().run()
     assert not app.exception
     assert texts(app, "user") == ["one, edited"]    # "two" belonged to the other branch
-    sent = [m["content"] for m in server.requests[-1].body["messages"] if m["role"] == "user"]
+    sent = [m["content"] for m in server.requests()[-1].body["messages"] if m["role"] == "user"]
     assert sent == ["one, edited"]
     button(app, "‹").click().run()                  # back to the original first message…
     assert texts(app, "user") == ["one", "two"]     # …and its whole branch
@@ -67,7 +67,7 @@ def test_continue_carries_on_from_a_cut_off_reply_which_stays(app, server):
     button(app, "▶ Continue").click().run()
     assert not app.exception
     assert texts(app, "assistant")[-1].startswith("The start of a long story.")
-    sent = server.requests[-1].body["messages"]
+    sent = server.requests()[-1].body["messages"]
     assert sent[-1] == {"role": "assistant", "content": "The start of"}
 
 
@@ -87,7 +87,7 @@ def test_a_stop_rule_stops_the_reply_marks_where_and_can_hide_the_match(app, ser
     store = Store(tmp_path / "data")
     reply = store.conversation_messages(store.list_conversations()[0]["id"])[-1]
     assert reply["state"] == "stopped" and "secret" in reply["content"]   # kept, only hidden
-    assert server.requests[-1].outcome == "disconnected"
+    assert server.requests()[-1].outcome == "disconnected"
 
 
 def test_an_invalid_regex_gets_a_message(app):

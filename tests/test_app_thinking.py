@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 THINKS = dict(reasoning_text="Let me think about the secret plan first. ", tokens=5, rate=0,
               token_text="ans{i} ")
@@ -27,13 +27,13 @@ def test_a_rule_watching_the_thinking_stops_a_reply_while_it_thinks(app, server,
     server.queue(Script(**THINKS))
     app.chat_input[0].set_value("plain rule").run()            # answer only: not stopped
     assert not app.exception
-    assert server.requests[-1].outcome == "completed"
+    assert server.requests()[-1].outcome == "completed"
     app.checkbox(key="rule_phrases_thinking").check().run()
     # Held after the thinking until the client goes: only a rule that fired lets it end soon.
     server.queue(Script(**THINKS, stall_after=8, stall_timeout=30))
     app.chat_input[0].set_value("watching rule").run()
     assert not app.exception
-    assert server.requests[-1].outcome == "disconnected"        # stopped during the thinking
+    assert server.requests()[-1].outcome == "disconnected"        # stopped during the thinking
     store = Store(tmp_path / "data")
     reply = store.conversation_path(store.list_conversations()[0]["id"])[-1]
     assert reply["state"] == "stopped" and reply["content"] == ""

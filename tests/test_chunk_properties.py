@@ -1,17 +1,13 @@
 """Property test of chunk handling: random SSE streams, cut into random byte pieces, through the
-real Runner (openai's AsyncOpenAI over httpx2) from a tiny raw HTTP server on 127.0.0.1.
+real Runner (openai's AsyncOpenAI over httpx2) from the scripted server in raw mode on 127.0.0.1.
 
 Each example hands the server the exact byte pieces to send (one HTTP chunk each, so the client
 sees the same boundaries: inside multi-byte UTF-8 characters, inside "\\n\\n", anywhere).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import queue
-import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -20,102 +16,25 @@ from hypothesis import strategies as st
 
 from streamchat.generation import DONE, FAILED, Endpoint, GenerationRequest, Timeouts
 from streamchat.text import clean_text
+from tests.harness.scripted_server import Script, ScriptedServer
 
 USER = ({"role": "user", "content": "hi"},)
 TIMEOUTS = Timeouts(connect=5.0, first_token=15.0, idle=15.0)
 WAIT_S = 20.0   # generous: the machine is shared; a healthy example takes milliseconds
 
 
-# ---------------------------------------------------------------- the raw server
-
-class PieceServer:
-    """HTTP/1.1 on 127.0.0.1: every POST gets the next queued list of byte pieces as a chunked
-    text/event-stream body, one HTTP chunk per piece."""
-
-    def __init__(self) -> None:
-        self.pieces: queue.Queue[list[bytes]] = queue.Queue()
-        self.served = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conns: set[asyncio.Task] = set()
-        self._thread = threading.Thread(target=self._run, name="piece-server", daemon=True)
-
-    def start(self) -> "PieceServer":
-        self._thread.start()
-        assert self._ready.wait(10), "piece server did not start"
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(5)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._loop.run_until_complete(self._main())
-        finally:
-            self._loop.close()
-
-    async def _main(self) -> None:
-        self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        await self._stopping.wait()
-        server.close()
-        for task in list(self._conns):
-            task.cancel()
-        await asyncio.gather(*self._conns, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._conns.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.decode("latin-1").split("\r\n")[1:]:
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value.strip())
-                if length:
-                    await reader.readexactly(length)
-                try:
-                    pieces = self.pieces.get_nowait()
-                except queue.Empty:
-                    writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
-                    await writer.drain()
-                    continue
-                self.served += 1
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
-                await writer.drain()
-                for piece in pieces:
-                    if not piece:
-                        continue  # a zero-size chunk would end the body
-                    writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    await writer.drain()
-                    await asyncio.sleep(0)
-                writer.write(b"0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError,
-                ValueError, asyncio.CancelledError):
-            pass
-        finally:
-            self._conns.discard(task)
-            writer.close()
-
+# ---------------------------------------------------------------- the server
 
 @pytest.fixture(scope="module")
 def piece_server():
-    srv = PieceServer().start()
-    yield srv
-    srv.stop()
+    """The scripted server; each example queues Script(raw_pieces=...): its exact byte pieces as
+    a chunked text/event-stream body, one HTTP chunk per piece."""
+    with ScriptedServer(Script(status=500)) as srv:   # a request without a queued script: 500
+        yield srv
+
+
+def serve(srv: ScriptedServer, pieces: list[bytes]) -> None:
+    srv.queue(Script(raw_pieces=pieces))
 
 
 # ---------------------------------------------------------------- the streams
@@ -280,7 +199,7 @@ def test_any_chunk_sequence_in_any_byte_pieces_ends_cleanly(runner, piece_server
     assert b"".join(pieces) == s.body
     for where in set(_cuts(pieces)):
         event(f"cut {where}")
-    piece_server.pieces.put(pieces)
+    serve(piece_server, pieces)
     endpoint = Endpoint("remote", piece_server.base_url, "m", "sk-property-test-key")
     g = runner.start(GenerationRequest(USER, timeouts=TIMEOUTS), endpoint)   # never raises
     assert g.wait(WAIT_S), f"generation still {g.state} after {WAIT_S}s"
@@ -313,7 +232,7 @@ def test_piece_server_splits_reach_the_client_as_sent(runner, piece_server):
     emoji = body.index("😀".encode())
     blank = body.index(b"\n\n")
     pieces = [body[:emoji + 1], body[emoji + 1:emoji + 3], body[emoji + 3:blank + 1], body[blank + 1:]]
-    piece_server.pieces.put(pieces)
+    serve(piece_server, pieces)
     g = runner.start(GenerationRequest(USER, timeouts=TIMEOUTS),
                      Endpoint("remote", piece_server.base_url, "m", "k"))
     assert g.wait(WAIT_S)
@@ -328,7 +247,7 @@ def _run_with_bad_chunk(runner, piece_server, line: str):
     body = ('data: {"choices":[{"index":0,"delta":{"content":"kept"}}]}\n\n'
             f"data: {line}\n\n"
             'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
-    piece_server.pieces.put([body.encode()])
+    serve(piece_server, [body.encode()])
     g = runner.start(GenerationRequest(USER, timeouts=TIMEOUTS),
                      Endpoint("remote", piece_server.base_url, "m", "k"))
     assert g.wait(WAIT_S)

@@ -11,7 +11,7 @@ import pytest
 from streamchat import replies
 from streamchat.generation import Endpoint, GenerationRequest
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 from tests.test_cli import cli_env
 
 SCRIPT = Script(ttft=0.3, tokens=60, rate=50, token_text="w{i} ")   # last token ≈ 1.48 s

@@ -8,7 +8,8 @@ from streamchat import compare
 from streamchat.compare import NON_STREAM, RACE, SEQUENTIAL, STREAM, Comparison
 from streamchat.generation import DONE, FAILED, STOPPED, Endpoint
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.bounds import PROMPTLY_S
+from tests.harness.scripted_server import Script, ScriptedServer
 
 USER = [{"role": "user", "content": "Count to 200"}]
 PAPER = Script(ttft=0.5, tokens=200, rate=100)   # the issue's numbers: 0.5 s vs ~2.5 s
@@ -55,16 +56,20 @@ def test_sequential_shows_first_text_sooner_and_same_total_time(runner, server):
     summary = c.summary()
     first, e2e = row(summary, "first_text_s"), row(summary, "e2e_s")
     assert first["stream_n"] == first["non_stream_n"] == 2
-    assert first["stream_median"] == pytest.approx(0.5, rel=0.15)
-    assert first["non_stream_median"] == pytest.approx(2.5, rel=0.15)
-    assert e2e["stream_median"] == pytest.approx(e2e["non_stream_median"], rel=0.15)
+    # The scripted schedule (first token 0.5 s, the whole reply 2.5 s): never early, late only by
+    # what a busy machine adds (the exact figures are `make bench`'s).
+    assert 0.5 <= first["stream_median"] < 0.5 + PROMPTLY_S
+    assert 2.5 <= first["non_stream_median"] < 2.5 + PROMPTLY_S
+    assert first["stream_median"] < first["non_stream_median"]
+    assert e2e["stream_median"] >= 0.5 + 199 / 100 and e2e["non_stream_median"] >= 2.5
+    assert abs(e2e["stream_median"] - e2e["non_stream_median"]) < PROMPTLY_S
     assert row(summary, "bytes")["stream_median"] > row(summary, "bytes")["non_stream_median"]
     tokens = row(summary, "output_tokens")
     assert tokens["stream_median"] == tokens["non_stream_median"] == 200
     assert row(summary, "chunks")["non_stream_median"] == 1
     assert "sooner" in c.verdict()
     # An uncounted warm-up, then one after the other, and the side that goes first alternates.
-    warmup, *reqs = server.requests
+    warmup, *reqs = server.requests()
     assert warmup.body["max_tokens"] == 1 and c.warmup_generation not in c.pairs[0].generations
     assert [r.stream for r in reqs] == [True, False, False, True]
     assert all(a.t_last_content_sent < b.t_received for a, b in zip(reqs, reqs[1:]))
@@ -77,7 +82,7 @@ def test_sequential_shows_first_text_sooner_and_same_total_time(runner, server):
 def test_race_runs_both_at_once(runner, server):
     c = run(runner, server, "script:ttft=0.2,tokens=20,rate=50", mode=RACE, repeat=1, warmup=False)
     assert [g.state for g in c.pairs[0].generations] == [DONE, DONE]
-    a, b = (server.wait_for_end(r.id) for r in server.requests)
+    a, b = (server.wait_for_end(r.id) for r in server.requests())
     assert a.stream != b.stream
     assert a.t_received < b.t_end and b.t_received < a.t_end   # their lifetimes overlap
 
@@ -87,14 +92,17 @@ def test_stop_ends_the_generations_in_flight_and_starts_no_more(runner, server, 
     c = Comparison(USER, endpoint(server, "script:ttft=0,tokens=10000,rate=100"), runner=runner,
                    repeat=3, mode=mode, warmup=False).start()
     wait_until(lambda: c.current and c.current.stream and c.current.stream.content_chunk_count >= 3)
+    # Both requests of the race in flight at the server before Stop (on a busy machine the
+    # non-stream one could still be on its way; Stop would then rightly never send it).
+    server.wait_for_requests(2 if mode == RACE else 1)
     c.stop()
     assert c.wait(2) and c.is_finished and c.stopped
     pair, = c.pairs
     assert [g.state for g in pair.generations] == [STOPPED] * (2 if mode == RACE else 1)
-    for rec in server.requests:
+    for rec in server.requests():
         server.wait_for_disconnect(rec.id)
     time.sleep(0.2)
-    assert len(server.requests) == (2 if mode == RACE else 1)
+    assert len(server.requests()) == (2 if mode == RACE else 1)
     assert row(c.summary(), "first_text_s")["stream_n"] == 0
     assert "stopped" in c.verdict()
 
@@ -132,7 +140,7 @@ def test_done_hook_is_called_once_per_generation_and_records_to_store(runner, se
 def test_warmup_is_one_uncounted_request(runner, server):
     calls = []
     c = run(runner, server, QUICK, repeat=1, on_generation_done=lambda g, side: calls.append(g))
-    warmup, *measured = server.requests
+    warmup, *measured = server.requests()
     assert warmup.stream and warmup.body["max_tokens"] == 1 and len(measured) == 2
     assert c.warmup_generation.state == DONE and warmup.outcome == "completed"
     assert len(calls) == 2 and c.warmup_generation not in calls and c.progress == (2, 2)
@@ -147,7 +155,7 @@ def test_warmup_is_stopped_soon_after_its_first_text_when_max_tokens_is_ignored(
     g = c.warmup_generation
     assert g.state == STOPPED
     assert g.t_stop_requested - g.t_first_content == pytest.approx(compare.WARMUP_GRACE_S, abs=0.15)
-    assert server.requests[0].outcome == "disconnected"
+    assert server.requests()[0].outcome == "disconnected"
 
 
 def test_a_broken_hook_is_reported_not_raised(runner, server):

@@ -17,7 +17,6 @@ from streamchat import presets
 from streamchat.compare import params_for_comparison
 from streamchat.config import LOCAL
 from streamchat.generation import DONE, GenerationRequest
-from streamchat.providers import local_endpoint
 
 pytestmark = pytest.mark.timeout(300)
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}   # the app's default
@@ -27,10 +26,8 @@ MIN_COMPRESSION = 0.3       # zlib size / text size: prose ~0.5-0.7, "1234567890
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    from streamchat.local_server import stop_shared_server
-    yield local_endpoint()
-    stop_shared_server()
+def endpoint(local_endpoint):
+    return local_endpoint
 
 
 def looping(text: str) -> str | None:

@@ -1,18 +1,25 @@
 """Compare and Runs pages in Chromium against the scripted server (TTFT 0.5 s, 200 tok @ 100/s)."""
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from tests.browser import (ROOT, app_env, app_page, chromium, clean_env, have_chromium,
-                           scripted_server_process, streamlit_app, wait_for_text, wait_idle)
+from tests.harness.browser import (
+    app_env,
+    app_page,
+    chromium,
+    clean_env,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
+from tests.harness.processes import ROOT
+from tests.harness.scripted_server import scripted_server_process
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 
 def seconds(text: str) -> float:
@@ -42,9 +49,9 @@ def test_compare_page_shows_streaming_first_and_the_cli_agrees(stack):
         stream_first, whole_first = panel_first_text(page, "stream"), panel_first_text(page, "whole")
         assert stream_first == pytest.approx(0.5, rel=0.15)
         assert whole_first == pytest.approx(2.5, rel=0.15)
-        requests = [r for r in srv.requests() if r["body"].get("max_tokens") != 1]  # no warm-up
-        assert sorted(r["stream"] for r in requests) == [False, True]
-        assert all(r["body"]["temperature"] == 0 for r in requests)
+        requests = [r for r in srv.requests() if r.body.get("max_tokens") != 1]  # no warm-up
+        assert sorted(r.stream for r in requests) == [False, True]
+        assert all(r.body["temperature"] == 0 for r in requests)
 
         # Runs lists both requests, and the CSV download holds them.
         page.get_by_role("link", name="Runs").click()
@@ -79,10 +86,10 @@ def test_stop_on_the_compare_page_stops_both(stack):
         page.get_by_role("button", name="Run comparison").click()
         srv.wait_for_request(3, timeout=15)
         page.get_by_role("button", name="Stop", exact=True).click()
-        records = [srv.wait_for_end(r["id"], timeout=5) for r in srv.requests()
-                   if r["body"].get("max_tokens") != 1]
+        records = [srv.wait_for_end(r.id, timeout=5) for r in srv.requests()
+                   if r.body.get("max_tokens") != 1]
         assert len(records) == 2
-        assert all(r["t_disconnected"] is not None for r in records)
+        assert all(r.t_disconnected is not None for r in records)
         wait_for_text(page, "No comparison", timeout=10)
         wait_for_text(page, "stopped", timeout=10)
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHAT_INPUT, have_chromium, wait_for_text, wait_idle
+from tests.harness.browser import CHAT_INPUT, wait_for_text, wait_idle
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 SHOTS = Path(os.environ.get("STREAMCHAT_SHOTS", "/tmp/streamchat-shots"))
 SLOW = {"ttft": 0.2, "tokens": 30, "rate": 20}   # about 1.7 s a reply: long enough to look at

@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import (MAIN, app_page, click_stop, have_chromium, send_prompt, stop_button,
-                           wait_for_text, wait_idle)
+from tests.harness.browser import (
+    MAIN,
+    app_page,
+    click_stop,
+    send_prompt,
+    stop_button,
+    wait_for_text,
+    wait_idle,
+)
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 SIDEBAR = '[data-testid="stSidebar"]'
 HELD = {"tokens": 400, "rate": 0, "token_text": "held{i} ", "paragraph_every": 25,
         "stall_after": 150, "stall_timeout": 120}

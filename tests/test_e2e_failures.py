@@ -16,11 +16,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from streamchat.store import Store
-from tests.browser import (LIVE_REPLY, MAIN, app_page, free_port, have_chromium, send_prompt,
-                           streamlit_app, wait_for_text, wait_idle)
+from tests.harness.browser import (
+    LIVE_REPLY,
+    MAIN,
+    app_page,
+    send_prompt,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
+from tests.harness.processes import free_port
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
 ERROR_ALERT = f'{MAIN} [data-testid="stAlertContentError"]'
 TRACEBACK = '[data-testid="stException"]'
@@ -114,7 +121,7 @@ def retry_works(page, srv, store: Store, conv_id: str, prompt: str, button: str 
     wait_for_text(page, "okay2", timeout=20, root=MAIN)
     wait_idle(page)
     record = srv.wait_for_request(n_before + 1, timeout=10)
-    assert record["body"]["messages"][-1] == {"role": "user", "content": prompt}, record["body"]
+    assert record.body["messages"][-1] == {"role": "user", "content": prompt}, record.body
     messages = wait_saved(store, conv_id, n_assistant)
     reply = [m for m in messages if m["role"] == "assistant"][n_assistant - 1]
     assert (reply["state"], reply["content"], reply["error"]) == ("done", GOOD_TEXT, None), reply
@@ -164,7 +171,7 @@ def test_http_error_shows_one_clear_message_and_retry_works(stack, store, page, 
     wait_for_text(page, prompt, root=MAIN)
     conv = conversation_id(page)
     assert_saved_failed(store, conv, prompt)
-    assert srv.requests()[-1]["outcome"] == "error"
+    assert srv.requests()[-1].outcome == "error"
     retry_works(page, srv, store, conv, prompt)
 
 
@@ -228,14 +235,14 @@ def test_context_too_long_offers_trim_and_resends_fewer_messages(stack, store, p
     wait_for_text(page, "the first question", root=MAIN)
     conv = conversation_id(page)
     assert_saved_failed(store, conv, prompt)
-    failed_request = srv.requests()[-1]["body"]["messages"]
+    failed_request = srv.requests()[-1].body["messages"]
     assert {"role": "user", "content": "the first question"} in failed_request
 
     srv.queue(GOOD)
     click_button(page, "Trim oldest messages and retry")
     wait_for_text(page, "okay2", timeout=20, root=MAIN)
     wait_idle(page)
-    sent = srv.requests()[-1]["body"]["messages"]
+    sent = srv.requests()[-1].body["messages"]
     assert len(sent) < len(failed_request), (sent, failed_request)
     assert sent[-1] == {"role": "user", "content": prompt}
     assert {"role": "user", "content": "the first question"} not in sent   # the oldest went first
@@ -331,7 +338,7 @@ def kill_and_wait(pid: int, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_embedded_server_killed_is_restarted_on_the_next_request(stack, tmp_path):
+def test_embedded_server_killed_is_restarted_on_the_next_request(stack, tmp_path, local_model):
     browser = stack[2]
     env = {"STREAMCHAT_DATA_DIR": str(tmp_path)}   # no OPENAI_*: the embedded model is used
     with streamlit_app("app.py", env) as url, app_page(browser, url) as page:

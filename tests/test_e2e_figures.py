@@ -10,8 +10,8 @@ import pytest
 
 from streamchat.store import Store
 from streamchat.tokens import count_text_tokens
-from tests.browser import have_chromium, send_prompt, wait_for_text, wait_idle
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.browser import send_prompt, wait_for_text, wait_idle
+from tests.harness.scripted_server import Script, ScriptedServer
 
 DROPPED = dict(tokens=400, rate=100, token_text="w{i} ", drop_after=60, send_usage=False)
 
@@ -71,7 +71,7 @@ def test_a_continued_reply_says_its_figures_cover_the_continuation(app, server, 
     server.queue(Script(tokens=25, rate=400, token_text="d{i} ", send_usage=False))
     next(b for b in app.button if b.label == "▶ Continue").click().run()
     assert not app.exception
-    assert server.requests[-1].body["messages"][-1]["role"] == "assistant"
+    assert server.requests()[-1].body["messages"][-1]["role"] == "assistant"
     store = Store(tmp_path / "data")
     first, second = sorted(store.runs(), key=lambda r: r["id"])
     counted = count_text_tokens("".join(f"d{i} " for i in range(25)), "scripted")
@@ -95,7 +95,6 @@ def sidebar_metric(page, label: str) -> str:
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(180)
 def test_in_the_browser_sidebar_footer_and_runs_row_agree_after_a_drop(stack, page, data_dir):
     srv = stack[0]

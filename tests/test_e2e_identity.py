@@ -12,11 +12,17 @@ import uuid
 
 import pytest
 
-from tests.browser import (CHAT_INPUT, app_env, app_page, have_chromium, send_prompt,
-                           streamlit_app, wait_for_text, wait_idle)
+from tests.harness.browser import (
+    CHAT_INPUT,
+    app_env,
+    app_page,
+    send_prompt,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 SIDEBAR = '[data-testid="stSidebar"]'
 
 

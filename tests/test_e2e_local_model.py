@@ -1,14 +1,20 @@
 """One run of the whole app in Chromium against the real embedded model (no key, no network)."""
 import pytest
 
-from tests.browser import (TextWatch, app_page, chromium, have_chromium, send_prompt,
-                           streamlit_app, wait_for_text, wait_idle)
+from tests.harness.browser import (
+    TextWatch,
+    app_page,
+    chromium,
+    send_prompt,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 
-def test_chat_with_the_embedded_model(tmp_path):
+def test_chat_with_the_embedded_model(tmp_path, local_model):
     env = {"STREAMCHAT_DATA_DIR": str(tmp_path)}   # no OPENAI_*: the embedded model is used
     with streamlit_app("app.py", env) as url, chromium() as browser, app_page(browser, url) as page:
         page.get_by_text("Settings", exact=True).click()

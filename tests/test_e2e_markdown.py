@@ -1,15 +1,19 @@
 """Markdown that breaks the page (issue 10 items 14-16), in a real Chromium against `streamlit run`:
 a 10,000-level nested message renders at once without blocking the tab, a 1 MB code-block reply
 costs websocket bytes linear in its size, and images in replies and error texts are never fetched.
-The figures come from the same measurements as `make bench` (tests/bench.py)."""
+The figures come from the same measurements as `make bench` (bench/apps.py)."""
 import pytest
 
-from tests.bench import (BIG_CODE_TARGET_RATIO, MAIN_THREAD_TARGET_S, big_code_text, measure_big_code,
-                         measure_nesting)
-from tests.browser import MAIN, TextWatch, have_chromium, send_prompt, wait_for_text, wait_idle
+from bench.apps import (
+    BIG_CODE_TARGET_RATIO,
+    MAIN_THREAD_TARGET_S,
+    big_code_text,
+    measure_big_code,
+    measure_nesting,
+)
+from tests.harness.browser import MAIN, TextWatch, send_prompt, wait_for_text, wait_idle
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 TRACKER = "pixel.tracker.test"    # never resolves; a request to it would still be seen
 

@@ -3,10 +3,9 @@ place at its recorded pace with the recorded figures; a share link shows the cha
 fresh browser, and says so once revoked."""
 import time
 
-from tests.browser import (CHAT_INPUT, TextWatch, have_chromium, send_prompt, wait_for_text,
-                           wait_idle)
-
 import pytest
+
+from tests.harness.browser import CHAT_INPUT, TextWatch, have_chromium, send_prompt, wait_for_text, wait_idle
 
 pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
               pytest.mark.timeout(240)]

@@ -20,9 +20,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import (CHAT_INPUT, MAIN, ROOT, TextWatch, WebSocketMeter, app_env, app_page,
-                           chromium, have_chromium, scripted_server_process, send_prompt,
-                           streamlit_app, wait_for_text, wait_idle)
+from tests.harness.browser import (
+    CHAT_INPUT,
+    MAIN,
+    TextWatch,
+    WebSocketMeter,
+    app_env,
+    app_page,
+    chromium,
+    send_prompt,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
+from tests.harness.processes import ROOT
+from tests.harness.scripted_server import scripted_server_process
 
 CANARY = "sk-secret-canary-123456"
 CANARY_PARTS = (CANARY, "canary-123456")   # also a half-redacted key would be caught
@@ -109,8 +121,6 @@ def app_log(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(data_dir, app_log):
-    if not have_chromium():
-        pytest.skip("needs /usr/bin/chromium")
     with scripted_server_process(tokens=5, rate=0) as srv, \
             streamlit_app("app.py", {**app_env(srv, data_dir), "OPENAI_API_KEY": CANARY,
                                      "STREAMCHAT_SHARED": "1"},   # strict per-browser isolation
@@ -186,7 +196,6 @@ def assert_no_canary(where: str, data: bytes | str) -> None:
 
 # ---------------------------------------------------------------- XSS
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
 def test_html_and_js_in_model_output_never_run(stack):
     srv, url, browser = stack
@@ -213,7 +222,6 @@ def test_html_and_js_in_model_output_never_run(stack):
         assert_no_xss(page)
 
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(300)
 def test_html_and_js_in_conversation_titles_never_run(stack):
     srv, url, browser = stack
@@ -247,7 +255,6 @@ def test_html_and_js_in_conversation_titles_never_run(stack):
         assert_no_xss(page)
 
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
 def test_html_and_js_in_a_server_error_message_never_run(stack):
     srv, url, browser = stack
@@ -266,7 +273,6 @@ def test_html_and_js_in_a_server_error_message_never_run(stack):
 
 # ---------------------------------------------------------------- the API key
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(300)
 def test_api_key_never_leaves_the_server_process(stack, data_dir, app_log):
     srv, url, browser = stack
@@ -287,7 +293,7 @@ def test_api_key_never_leaves_the_server_process(stack, data_dir, app_log):
         wait_idle(page)
         # The key was really in use: the server got it, and echoed it in the 401 body.
         recs = srv.requests()
-        assert len(recs) == 2 and recs[1]["outcome"] == "error"
+        assert len(recs) == 2 and recs[1].outcome == "error"
         assert_no_canary("the chat page HTML", page.content())
 
         # Downloads hold what the page showed (a reload re-renders the sidebar with the whole
@@ -331,7 +337,6 @@ def test_api_key_never_leaves_the_server_process(stack, data_dir, app_log):
     assert_no_canary("the app log", log)
 
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
 # The identity cookie alone gates listing a browser's chats: it must not be in a file people share.
 def test_conversation_json_download_does_not_carry_the_session_token(stack):
@@ -348,7 +353,6 @@ def test_conversation_json_download_does_not_carry_the_session_token(stack):
         assert owner.encode() not in data, "the session token is in the JSON download"
 
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(240)
 # The sidebar is drawn before the reply streams in the same run: the downloads must be built
 # when clicked, not when drawn.
@@ -402,13 +406,10 @@ def _status(url: str, key: str | None) -> int:
 
 
 @pytest.mark.timeout(180)
-def test_embedded_server_listens_on_loopback_only_and_requires_its_key():
-    from streamchat.local_server import LocalModelError, LocalServer
+def test_embedded_server_listens_on_loopback_only_and_requires_its_key(local_model):
+    from streamchat.local_server import LocalServer
 
-    try:
-        server = LocalServer()
-    except LocalModelError as err:
-        pytest.skip(f"no embedded model: {err}")
+    server = LocalServer(local_model)
     server.start(timeout=120)
     try:
         port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
@@ -427,7 +428,6 @@ def test_embedded_server_listens_on_loopback_only_and_requires_its_key():
 
 # ---------------------------------------------------------------- sessions
 
-@pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium")
 @pytest.mark.timeout(300)
 def test_two_sessions_chatting_at_once_never_see_each_other(stack):
     srv, url, browser = stack
@@ -456,7 +456,7 @@ def test_two_sessions_chatting_at_once_never_see_each_other(stack):
         for page in pages.values():
             wait_idle(page)
         first, second = srv.requests()[:2]
-        assert second["t_first_content_sent"] < first["t_last_content_sent"], \
+        assert second.t_first_content_sent < first.t_last_content_sent, \
             "the two replies did not stream at the same time"
 
         owners = {}

@@ -1,10 +1,9 @@
 """Regenerate, edit, continue, versions and stop rules in a real Chromium."""
 import pytest
 
-from tests.browser import (TextWatch, have_chromium, send_prompt, wait_for_text, wait_idle)
+from tests.harness.browser import TextWatch, send_prompt, wait_for_text, wait_idle
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 
 def click(page, name):
@@ -33,7 +32,7 @@ def test_regenerate_edit_and_switch_versions(stack, page):
     chat = page.locator('[data-testid="stChatMessage"]')
     assert chat.filter(has_text="first question").count() == 0   # the other branch is hidden
     assert chat.filter(has_text="second question").count() == 1
-    assert srv.requests()[-1]["body"]["messages"][-1]["content"] == "second question"
+    assert srv.requests()[-1].body["messages"][-1]["content"] == "second question"
 
 
 def test_continue_a_stopped_reply(stack, page):
@@ -45,7 +44,7 @@ def test_continue_a_stopped_reply(stack, page):
     click(page, "Stop")
     click(page, "▶ Continue")
     wait_for_text(page, "and the end.", timeout=15)
-    last = srv.requests()[-1]["body"]["messages"][-1]
+    last = srv.requests()[-1].body["messages"][-1]
     assert last["role"] == "assistant" and last["content"].startswith("c0 c1 c2")
     wait_for_text(page, "c5")                  # the partial text stayed
 
@@ -65,5 +64,5 @@ def test_a_stop_rule_stops_a_reply_with_a_live_hint_first(stack, page):
     wait_for_text(page, 'stopped by phrase "forbidden password"', timeout=20)
     wait_idle(page)
     record = srv.requests()[-1]
-    assert record["t_disconnected"] is not None
+    assert record.t_disconnected is not None
     assert page.get_by_text("x3").count() == 0

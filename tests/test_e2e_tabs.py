@@ -7,11 +7,14 @@ import urllib.parse
 import pytest
 
 from streamchat.store import Store
-from tests.browser import (CHAT_INPUT, MAIN, app_page, click_stop, have_chromium, send_prompt,
-                           wait_for_text, wait_idle)
+from tests.harness.browser import (
+    CHAT_INPUT,
+    send_prompt,
+    wait_for_text,
+    wait_idle,
+)
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 HELD = {"tokens": 300, "rate": 0, "token_text": "{tag}{{i}} ", "stall_after": 20, "stall_timeout": 120}
 EXCEPTION = '[data-testid="stException"]'
 
@@ -73,7 +76,7 @@ def test_a_chat_deleted_in_another_tab_stops_its_reply_and_loses_nothing(stack, 
         other.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
         other.get_by_role("button", name="🗑 Delete this chat").click()
         record = srv.wait_for_end(timeout=10)
-        assert record["outcome"] == "disconnected", record      # the reply in tab A stopped
+        assert record.outcome == "disconnected", record      # the reply in tab A stopped
         wait_idle(other)
     wait_idle(page)
     srv.queue({"tokens": 3, "rate": 0, "token_text": "kept{i} "})

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import MAIN, click_stop, have_chromium, send_prompt, wait_for_text, wait_idle
+from tests.harness.browser import MAIN, click_stop, send_prompt, wait_for_text, wait_idle
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 
 def visible(page, text: str) -> bool:

@@ -7,11 +7,9 @@ import sqlite3
 
 import pytest
 
-from tests.browser import (TextWatch, click_stop, have_chromium, send_prompt, wait_for_text,
-                           wait_idle)
+from tests.harness.browser import TextWatch, click_stop, send_prompt, wait_for_text, wait_idle
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 SEEN = re.compile(r"You saw the first (?:streamed )?words after (\d+(?:\.\d+)?) (ms|s)")
 SAME_EVENT_S = 0.2

@@ -11,7 +11,7 @@ import pytest
 
 from streamchat import export_page
 from streamchat.recording import Chunk, Recording, decode, encode
-from tests.browser import CHROMIUM_ARGS, CHROMIUM_PATH, have_chromium
+from tests.harness.browser import CHROMIUM_ARGS, CHROMIUM_PATH, have_chromium
 
 XSS = ('<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'
        '</script><!-- <a href="http://evil.example/x">link</a> & &amp; \u2028 ')

@@ -11,13 +11,21 @@ import urllib.parse
 import pytest
 
 from streamchat.store import Store
-from tests import browser as harness
-from tests.browser import (CHAT_INPUT, TextWatch, app_env, app_page, chromium, free_port,
-                           have_chromium, scripted_server_process, send_prompt, streamlit_app,
-                           wait_for_text, wait_idle)
+from tests.harness.browser import (
+    CHAT_INPUT,
+    TextWatch,
+    app_env,
+    app_page,
+    chromium,
+    send_prompt,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
+from tests.harness.processes import free_port, live_children
+from tests.harness.scripted_server import scripted_server_process
 
-pytestmark = [pytest.mark.skipif(not have_chromium(), reason="needs /usr/bin/chromium"),
-              pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 RATE = 40.0
 TOKENS = 2000
@@ -34,9 +42,7 @@ def stream_text(n: int) -> str:
 
 def streamlit_proc(port: int) -> subprocess.Popen:
     """The harness's `streamlit run` child serving `port`."""
-    with harness._children_lock:
-        procs = [p for p in harness._children
-                 if "streamlit" in p.args and str(port) in p.args and p.poll() is None]
+    procs = [p for p in live_children() if "streamlit" in p.args and str(port) in p.args]
     assert len(procs) == 1, procs
     return procs[0]
 
@@ -87,18 +93,18 @@ def test_sigkill_mid_stream_loses_under_a_second_and_the_restart_shows_it_interr
                 # tokens did); then let it send for 1 s more, and kill the app at once.
                 long_request = srv.requests()[-1]
                 t_snapshot = time.perf_counter()
-                sent_early = long_request["tokens_sent"]
+                sent_early = long_request.tokens_sent
                 assert 100 <= sent_early < TOKENS, long_request
-                srv._poll(lambda rs: rs[-1] if (rs[-1]["t_last_content_sent"] or 0)
-                          >= t_snapshot + MARGIN_S else None, timeout=30,
-                          what="1 s more of tokens")
+                srv.wait_until(lambda rs: rs[-1] if (rs[-1].t_last_content_sent or 0)
+                               >= t_snapshot + MARGIN_S else None, timeout=30,
+                               what="1 s more of tokens")
                 t_kill = sigkill_group(proc)
 
             end = srv.wait_for_end(timeout=15)
-            assert end["outcome"] == "disconnected", end
-            sent_total = end["tokens_sent"]
+            assert end.outcome == "disconnected", end
+            sent_total = end.tokens_sent
             # The same bound from the pacing: token i goes out at t_first + i / RATE.
-            by_rate = int((t_kill - MARGIN_S - end["t_first_content_sent"]) * RATE) + 1
+            by_rate = int((t_kill - MARGIN_S - end.t_first_content_sent) * RATE) + 1
 
         # ---- the store, as the killed process left it
         store = Store(data_dir)
@@ -135,7 +141,7 @@ def test_sigkill_mid_stream_loses_under_a_second_and_the_restart_shows_it_interr
                 wait_for_text(page, "pre4", timeout=10)
                 wait_for_text(page, "now a long one", timeout=10)
                 page.locator(CHAT_INPUT).wait_for(state="visible")
-                assert srv.requests()[-1]["id"] == end["id"]        # nothing was re-sent
+                assert srv.requests()[-1].id == end.id        # nothing was re-sent
 
 
 # A reload mid-reply: the reply still streams in this process, so the new page shows it live,
@@ -144,8 +150,7 @@ def test_sigkill_mid_stream_loses_under_a_second_and_the_restart_shows_it_interr
 def test_a_reload_mid_stream_is_not_an_interruption(tmp_path):
     with scripted_server_process(tokens=5, rate=0) as srv, \
             streamlit_app("app.py", app_env(srv, tmp_path / "data")) as url, chromium() as browser:
-        srv.queue({"tokens": 160, "rate": RATE, "token_text": "r{i} ", "stall_after": 50,
-                   "stall_timeout": 120})
+        srv.queue({"tokens": 160, "rate": RATE, "token_text": "r{i} ", "hold_after": 50})
         with app_page(browser, url) as page:
             watch = TextWatch(page, markers=["r20"])
             send_prompt(page, "reload me mid-reply")
@@ -153,11 +158,11 @@ def test_a_reload_mid_stream_is_not_an_interruption(tmp_path):
             page.reload()
             page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
             wait_for_text(page, "r49", timeout=30)           # re-attached, up to the hold
-            assert srv.requests()[-1]["t_end"] is None, "the reply ended before the check"
+            assert srv.wait_for_hold(timeout=5).t_end is None   # held until Stop: still running
             assert "interrupted" not in page.locator("body").inner_text()
             page.get_by_role("button", name="Stop", exact=True).click()   # live: Stop is there
             record = srv.wait_for_end(timeout=10)
-            assert record["outcome"] == "disconnected", record
+            assert record.outcome == "disconnected", record
             wait_idle(page)
             wait_for_text(page, "stopped", timeout=15)
             assert "interrupted" not in page.locator("body").inner_text()

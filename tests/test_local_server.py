@@ -1,4 +1,5 @@
-"""The embedded llama.cpp server, for real: SmolLM2 on the CPU in a child process."""
+"""The embedded llama.cpp server, for real: SmolLM2 on the CPU in a child process (the tests that
+start one ask for `local_model` or `local_server`: the model tier)."""
 
 from __future__ import annotations
 
@@ -47,33 +48,25 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = LocalServer()
-    s.start(timeout=60)
-    yield s
-    s.stop()
+def client(local_server):
+    return openai.OpenAI(base_url=local_server.base_url, api_key=local_server.api_key, max_retries=0, timeout=30)
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0, timeout=30)
+def _slots_busy(local_server: LocalServer) -> list[bool]:
+    return [s["is_processing"] for s in local_server._request("/slots")]
 
 
-def _slots_busy(server: LocalServer) -> list[bool]:
-    return [s["is_processing"] for s in server._request("/slots")]
-
-
-def test_default_model_is_the_bundled_gguf():
+def test_default_model_is_the_bundled_gguf(local_model):
     path = default_model_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.is_file()
 
 
 @pytest.mark.timeout(60)
-def test_streamed_reply_has_content_usage_and_timings(server, client):
+def test_streamed_reply_has_content_usage_and_timings(local_server, client):
     chunks = []
     with client.chat.completions.create(
-        model=server.model_name,
+        model=local_server.model_name,
         messages=[{"role": "user", "content": "Say hello."}],
         stream=True,
         stream_options={"include_usage": True},
@@ -93,34 +86,34 @@ def test_streamed_reply_has_content_usage_and_timings(server, client):
         assert key in timings
 
 
-def test_models_endpoint_reports_the_alias(server, client):
-    assert [m.id for m in client.models.list()] == [server.model_name]
+def test_models_endpoint_reports_the_alias(local_server, client):
+    assert [m.id for m in client.models.list()] == [local_server.model_name]
 
 
-def test_server_requires_the_key(server):
-    with urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/health", timeout=5) as r:
+def test_server_requires_the_key(local_server):
+    with urllib.request.urlopen(local_server.base_url.removesuffix("/v1") + "/health", timeout=5) as r:
         assert r.status == 200  # health needs no key
-    bad = openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0)
+    bad = openai.OpenAI(base_url=local_server.base_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
-    assert server.api_key not in repr(server)
-    assert server.api_key not in "\n".join(server._log)
+    assert local_server.api_key not in repr(local_server)
+    assert local_server.api_key not in "\n".join(local_server._log)
 
 
-def test_tokenize_is_exact(server):
-    assert server.tokenize("hello world") == 2
-    assert server.tokenize("") == 0
-    count = count_text_tokens("hello world", server.model_name, tokenize=server.tokenize)
+def test_tokenize_is_exact(local_server):
+    assert local_server.tokenize("hello world") == 2
+    assert local_server.tokenize("") == 0
+    count = count_text_tokens("hello world", local_server.model_name, tokenize=local_server.tokenize)
     assert (count.n, count.source, count.method) == (2, "exact", "llama.cpp /tokenize")
 
 
 @pytest.mark.timeout(60)
-def test_two_streams_progress_concurrently(server, client):
+def test_two_streams_progress_concurrently(local_server, client):
     stamps: dict[int, list[float]] = {0: [], 1: []}
 
     def run(i: int) -> None:
         with client.chat.completions.create(
-            model=server.model_name, messages=PROMPT, stream=True, max_tokens=60, extra_body={"ignore_eos": True}
+            model=local_server.model_name, messages=PROMPT, stream=True, max_tokens=60, extra_body={"ignore_eos": True}
         ) as stream:
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
@@ -137,11 +130,11 @@ def test_two_streams_progress_concurrently(server, client):
 
 
 @pytest.mark.timeout(60)
-def test_closing_streams_frees_their_slots(server, client):
+def test_closing_streams_frees_their_slots(local_server, client):
     # Fill both slots with long replies (2000 tokens take ~40 s at 2 x 50 tok/s), close them mid-way.
     streams = [
         client.chat.completions.create(
-            model=server.model_name, messages=PROMPT, stream=True, max_tokens=2000, extra_body={"ignore_eos": True}
+            model=local_server.model_name, messages=PROMPT, stream=True, max_tokens=2000, extra_body={"ignore_eos": True}
         )
         for _ in range(2)
     ]
@@ -149,18 +142,18 @@ def test_closing_streams_frees_their_slots(server, client):
         for i, _ in enumerate(stream):
             if i == 5:
                 break
-    assert all(_slots_busy(server))
+    assert all(_slots_busy(local_server))
     for stream in streams:
         stream.close()
 
     deadline = time.monotonic() + 3
-    while any(_slots_busy(server)) and time.monotonic() < deadline:
+    while any(_slots_busy(local_server)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not any(_slots_busy(server))
+    assert not any(_slots_busy(local_server))
 
     t0 = time.monotonic()
     with client.chat.completions.create(
-        model=server.model_name, messages=[{"role": "user", "content": "Hi"}], stream=True, max_tokens=8
+        model=local_server.model_name, messages=[{"role": "user", "content": "Hi"}], stream=True, max_tokens=8
     ) as stream:
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -185,7 +178,7 @@ def test_text_file_as_model_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.timeout(30)
-def test_broken_gguf_fails_fast_with_the_reason(tmp_path):
+def test_broken_gguf_fails_fast_with_the_reason(tmp_path, local_model):
     broken = tmp_path / "broken.gguf"
     with open(default_model_path(), "rb") as f:
         broken.write_bytes(f.read(64 * 1024))  # valid magic, truncated metadata
@@ -202,7 +195,7 @@ def test_broken_gguf_fails_fast_with_the_reason(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_stop_leaves_no_process_and_ensure_running_recovers():
+def test_stop_leaves_no_process_and_ensure_running_recovers(local_model):
     s = LocalServer()
     s.ensure_running()
     first = s.pid
@@ -221,7 +214,7 @@ def test_stop_leaves_no_process_and_ensure_running_recovers():
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT", "exit"])
-def test_child_dies_with_its_parent(how):
+def test_child_dies_with_its_parent(how, local_model):
     code = (
         "import signal, sys\n"
         # A runner started in the background (`cmd &`) passes SIGINT on ignored; undo that.
@@ -250,7 +243,7 @@ def test_child_dies_with_its_parent(how):
 
 
 @pytest.mark.timeout(60)
-def test_shared_server_is_a_singleton():
+def test_shared_server_is_a_singleton(local_model):
     try:
         a = get_shared_server()
         b = get_shared_server(default_model_path())

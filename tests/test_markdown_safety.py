@@ -3,12 +3,24 @@
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streamchat.markdown_safety import (IMAGE_MARK, MAX_BLOCK_CHARS, MAX_CODE_CHARS, MAX_DEPTH, SEGMENT_CHARS,
-                                        LiveMarkdown, Piece, escape_markdown, merge_markdown, message_pieces,
-                                        nesting_depth, neutralize_images)
-from tests.scripted_server import Script, ScriptedServer
+from streamchat.markdown_safety import (
+    IMAGE_MARK,
+    MAX_BLOCK_CHARS,
+    MAX_CODE_CHARS,
+    MAX_DEPTH,
+    SEGMENT_CHARS,
+    LiveMarkdown,
+    Piece,
+    escape_markdown,
+    merge_markdown,
+    message_pieces,
+    nesting_depth,
+    neutralize_images,
+)
+from tests.harness.scripted_server import Script, ScriptedServer
 
 WJ = "\u2060"
 

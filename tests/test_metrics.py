@@ -2,7 +2,7 @@
 import pytest
 
 from streamchat import metrics
-from streamchat.generation import DONE, Generation, GenerationRequest, STREAMING
+from streamchat.generation import DONE, STREAMING, Generation, GenerationRequest
 
 
 def make_generation(times, *, sent=0.0, usage=None, finished=True, texts=None):

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from components.metrics_panel import MetricsPanel
 from streamchat import metrics, replies
-from streamchat.generation import (DONE, FAILED, Endpoint, ErrorInfo, Generation,
-                                   GenerationRequest)
+from streamchat.generation import DONE, FAILED, Endpoint, ErrorInfo, Generation, GenerationRequest
 from streamchat.replies import ActiveReply, message_metrics, save_generation
 from streamchat.tokens import count_text_tokens
 

@@ -6,8 +6,15 @@ import json
 import pytest
 
 from streamchat import compare, export, metrics, replies
-from streamchat.generation import (DONE, STREAMING, THINKING, WAITING_FIRST_TOKEN, Endpoint,
-                                   Generation, GenerationRequest)
+from streamchat.generation import (
+    DONE,
+    STREAMING,
+    THINKING,
+    WAITING_FIRST_TOKEN,
+    Endpoint,
+    Generation,
+    GenerationRequest,
+)
 from streamchat.store import Store, run_fields_from_generation
 
 USER = ({"role": "user", "content": "What is 2 + 2?"},)

@@ -6,9 +6,15 @@ import pytest
 
 from streamchat import local_server, presets
 from streamchat.config import LOCAL, REMOTE
-from streamchat.generation import (DONE, LLAMA_CPP_FIELDS, Endpoint, Generation,
-                                   GenerationParams, GenerationRequest)
-from tests.scripted_server import Script, ScriptedServer
+from streamchat.generation import (
+    DONE,
+    LLAMA_CPP_FIELDS,
+    Endpoint,
+    Generation,
+    GenerationParams,
+    GenerationRequest,
+)
+from tests.harness.scripted_server import Script, ScriptedServer
 
 USER = ({"role": "user", "content": "hi"},)
 
@@ -72,7 +78,7 @@ def test_request_body_on_the_wire(runner, server, provider, expect_llama):
     g = runner.start(GenerationRequest(USER, params=params),
                      Endpoint(provider, server.base_url, "scripted", "key"))
     assert g.wait(10) and g.state == DONE, g.error
-    body = server.requests[-1].body
+    body = server.requests()[-1].body
     assert body["temperature"] == params.temperature and body["max_tokens"] == params.max_tokens
     sent = {name: body[name] for name in LLAMA_CPP_FIELDS if name in body}
     if expect_llama:

@@ -7,8 +7,15 @@ from openai.types.chat import ChatCompletionMessage
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 
 from streamchat.generation import STREAMING, THINKING, WAITING_FIRST_TOKEN, Generation, GenerationRequest
-from streamchat.reasoning import (CLOSE, OPEN, ThinkSplitter, delta_reasoning, message_reasoning,
-                                  split_whole, usage_reasoning_tokens)
+from streamchat.reasoning import (
+    CLOSE,
+    OPEN,
+    ThinkSplitter,
+    delta_reasoning,
+    message_reasoning,
+    split_whole,
+    usage_reasoning_tokens,
+)
 from streamchat.runner import absorb_text, release_held
 
 REQUEST = GenerationRequest(({"role": "user", "content": "hi"},))

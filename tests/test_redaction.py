@@ -11,8 +11,15 @@ import openai
 import pytest
 
 from streamchat import errors, export
-from streamchat.generation import (DONE, FAILED, Endpoint, ErrorInfo, Generation, GenerationParams,
-                                   GenerationRequest)
+from streamchat.generation import (
+    DONE,
+    FAILED,
+    Endpoint,
+    ErrorInfo,
+    Generation,
+    GenerationParams,
+    GenerationRequest,
+)
 from streamchat.store import RUN_COLUMNS, Store, run_fields_from_generation
 
 

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from streamchat import metrics, recording, replies, replay
+from streamchat import metrics, recording, replay, replies
 from streamchat.compare import Comparison, record_to_store
 from streamchat.generation import DONE, STOPPED, Endpoint, GenerationRequest
 from streamchat.replies import metrics_dict
 from streamchat.store import Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 USER = ({"role": "user", "content": "Count to 200"},)
 PAPER = Script(ttft=0.5, tokens=200, rate=50, token_text="w{i} ")   # the reply: ~4.5 s

@@ -4,10 +4,18 @@ import time
 import pytest
 
 from streamchat import metrics
-from streamchat.generation import (DONE, FAILED, STOPPED, STREAMING, WAITING_FIRST_TOKEN,
-                                   Endpoint, GenerationRequest, Timeouts)
-from tests.scripted_server import Script, ScriptedServer
-from tests.bounds import PROMPTLY_S
+from streamchat.generation import (
+    DONE,
+    FAILED,
+    STOPPED,
+    STREAMING,
+    WAITING_FIRST_TOKEN,
+    Endpoint,
+    GenerationRequest,
+    Timeouts,
+)
+from tests.harness.bounds import PROMPTLY_S
+from tests.harness.scripted_server import Script, ScriptedServer
 
 USER = ({"role": "user", "content": "Count to 100"},)
 
@@ -54,7 +62,7 @@ def test_stream_collects_text_usage_bytes_and_timeline(runner, server):
     assert g.finish_reason == "stop"
     assert g.bytes_received > len(g.text)
     assert g.t_sent < g.t_headers <= g.t_first_content <= g.t_last_content
-    body = server.requests[-1].body
+    body = server.requests()[-1].body
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
 
 
@@ -82,7 +90,7 @@ def test_ttft_and_decode_rate_within_5_percent(runner, server):
 def test_non_stream_goes_through_same_runner_and_ttft_equals_e2e(runner, server):
     g = run(runner, server, Script(ttft=0.2, tokens=20, rate=100), stream=False)
     assert g.state == DONE and g.text == "tok " * 20
-    assert server.requests[-1].body.get("stream") in (False, None)
+    assert server.requests()[-1].body.get("stream") in (False, None)
     m = metrics.compute(g)
     assert m.ttft.value == m.e2e.value == pytest.approx(0.2 + 0.2, abs=0.15)
     assert m.output_tokens.value == 20 and m.output_tokens.source == metrics.SERVER
@@ -105,7 +113,7 @@ def test_stop_closes_the_connection_promptly(runner, server, phase):
     server.queue(script)
     g = runner.start(GenerationRequest(USER), endpoint(server))
     if phase == "prefill":
-        wait_until(lambda: server.requests and server.requests[-1].t_received)
+        wait_until(lambda: server.requests() and server.requests()[-1].t_received)
     else:
         wait_until(lambda: g.content_chunk_count >= 5)
     kept = g.text
@@ -232,4 +240,4 @@ def test_a_connection_lost_before_any_response_is_sent_once_more(runner, server)
 
     g = runner.start(GenerationRequest(USER), endpoint_that_moves)
     assert g.wait(10) and g.state == DONE and len(calls) == 2
-    assert len(server.requests) == 1
+    assert len(server.requests()) == 1

@@ -5,17 +5,14 @@ import pytest
 
 from streamchat import metrics
 from streamchat.generation import DONE, STOPPED, GenerationParams, GenerationRequest
-from streamchat.providers import local_endpoint
 
 pytestmark = pytest.mark.timeout(180)
 PROMPT = ({"role": "user", "content": "Write a long story about a lighthouse keeper."},)
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    from streamchat.local_server import stop_shared_server
-    yield local_endpoint()
-    stop_shared_server()
+def endpoint(local_endpoint):
+    return local_endpoint
 
 
 def test_a_reply_streams_with_usage_and_server_timings(runner, endpoint):

@@ -6,12 +6,11 @@ import time
 import pytest
 
 from streamchat import metrics, replies
-from streamchat.generation import (DONE, FAILED, STOPPED, THINKING, Endpoint,
-                                   GenerationRequest, Timeouts)
+from streamchat.generation import DONE, FAILED, STOPPED, THINKING, Endpoint, GenerationRequest, Timeouts
 from streamchat.stop_rules import make_limit_rule, parse_phrases
 from streamchat.store import Store
-from tests.scripted_server import REASONING_FORMS, Script, ScriptedServer
-from tests.bounds import PROMPTLY_S
+from tests.harness.bounds import PROMPTLY_S
+from tests.harness.scripted_server import REASONING_FORMS, Script, ScriptedServer
 
 USER = ({"role": "user", "content": "What is 2 + 2?"},)
 THINK_WORDS = "Two and two. Adding them gives four, I think. "
@@ -139,7 +138,7 @@ def test_stop_during_thinking_closes_the_connection(runner, server):
     assert t_gone - t_stop < PROMPTLY_S
     assert g.wait(5) and g.state == STOPPED
     assert g.text == "" and g.reasoning.startswith("think0 think1 think2 think3 think4 ")
-    assert server.requests[-1].reasoning_sent < 2000
+    assert server.requests()[-1].reasoning_sent < 2000
 
 
 def test_a_watch_thinking_rule_fires_on_the_thinking(runner, server):
@@ -218,7 +217,7 @@ def test_reply_with_thinking_is_saved_and_restored_and_never_sent_back(runner, s
         server.queue(Script(tokens=2, rate=0))
         g = runner.start(GenerationRequest(history), endpoint(server))
         assert g.wait(10)
-        sent = server.requests[-1].body["messages"]
+        sent = server.requests()[-1].body["messages"]
         assert all(set(m) == {"role", "content"} for m in sent)
         assert not any("Two and two" in m["content"] for m in sent)
     finally:

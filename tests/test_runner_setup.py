@@ -10,7 +10,7 @@ import pytest
 from streamchat import metrics
 from streamchat.generation import DONE, Endpoint, GenerationRequest
 from streamchat.runner import Runner
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 REQUEST = GenerationRequest(({"role": "user", "content": "hi"},))
 
@@ -26,7 +26,7 @@ def test_request_sent_is_stamped_at_the_connection_and_set_up_is_its_own_figure(
     with ScriptedServer(Script(ttft=0.3, tokens=20, rate=100)) as srv:
         g = fresh_runner.start(REQUEST, Endpoint("remote", srv.base_url, "scripted"))
         assert g.wait(10) and g.state == DONE
-        record = srv.requests[-1]
+        record = srv.requests()[-1]
     assert g.t_request_start < g.t_sent <= record.t_received + 0.05
     m = metrics.compute(g)
     assert m.setup.value == pytest.approx(g.t_sent - g.t_request_start)
@@ -47,4 +47,4 @@ def test_warm_builds_the_client_before_the_first_request(fresh_runner):
         assert len(fresh_runner._clients) == 1
         g = fresh_runner.start(REQUEST, endpoint)
         assert g.wait(10) and g.state == DONE
-        assert len(srv.requests) == 1                    # warming sent no chat request
+        assert len(srv.requests()) == 1                    # warming sent no chat request

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -15,8 +16,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.scripted_server import RequestRecord, Script, ScriptedServer
-from tests.bounds import PROMPTLY_S
+from tests.harness.bounds import PROMPTLY_S
+from tests.harness.scripted_server import RequestRecord, Script, ScriptedServer, scripted_server_process
 
 pytestmark = pytest.mark.timeout(30)
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -96,12 +97,14 @@ def test_ttft_and_rate_are_respected(srv):
             if chunk.choices and chunk.choices[0].delta.content:
                 stamps.append(time.perf_counter())
     ttft = stamps[0] - t0
-    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert len(stamps) == 50
-    assert 0.3 <= ttft <= 0.3 * 1.05, ttft
-    assert rate == pytest.approx(100, rel=0.05)
+    # Never early (the schedule is absolute: token i at ttft + i / rate); late only by what a
+    # busy machine adds. The exact figures are the bench's business, not a test's.
+    assert 0.3 <= ttft < 0.3 + PROMPTLY_S, ttft
+    assert stamps[-1] - stamps[0] >= 49 / 100 - 0.01, stamps[-1] - stamps[0]
+    assert stamps[-1] - t0 < 0.3 + 0.49 + PROMPTLY_S
     rec = srv.wait_for_end()
-    assert rec.t_first_content_sent - rec.t_received == pytest.approx(0.3, abs=0.01)
+    assert 0.3 <= rec.t_first_content_sent - rec.t_received < 0.3 + PROMPTLY_S
     assert t0 < rec.t_received < stamps[0]  # one clock on both sides
 
 
@@ -125,7 +128,7 @@ def test_non_stream_waits_for_whole_generation(srv):
         elapsed = time.perf_counter() - t0
     assert resp.choices[0].message.content == "w " * 20
     assert resp.usage.completion_tokens == 20 and resp.model_extra["timings"]["predicted_n"] == 20
-    assert 0.4 <= elapsed <= 0.45, elapsed
+    assert 0.4 <= elapsed < 0.4 + PROMPTLY_S, elapsed   # never early; late only by the load
     rec = srv.wait_for_end()
     assert not rec.stream and rec.completed and rec.tokens_sent == 20
 
@@ -163,7 +166,7 @@ def test_stall_then_client_timeout_is_seen_as_disconnect(srv):
         collect(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
     t_gone = time.perf_counter()
     assert abs(srv.wait_for_disconnect() - t_gone) < PROMPTLY_S
-    assert srv.requests[-1].tokens_sent == 2
+    assert srv.requests()[-1].tokens_sent == 2
 
 
 def test_cancel_during_silent_prefill_is_seen_promptly(srv):
@@ -182,7 +185,7 @@ def test_cancel_during_silent_prefill_is_seen_promptly(srv):
     t_cancel = asyncio.run(run())
     t_disc = srv.wait_for_disconnect(timeout=2)
     assert 0 <= t_disc - t_cancel < PROMPTLY_S
-    rec = srv.requests[-1]
+    rec = srv.requests()[-1]
     assert rec.t_headers_sent is None and rec.tokens_sent == 0 and not rec.completed
 
 
@@ -209,7 +212,7 @@ def test_close_mid_stream_is_seen_promptly(srv):
             t_close = time.perf_counter()
     t_disc = srv.wait_for_disconnect()
     assert 0 <= t_disc - t_close < PROMPTLY_S
-    rec = srv.requests[-1]
+    rec = srv.requests()[-1]
     assert rec.outcome == "disconnected" and 5 <= rec.tokens_sent < 5 + 100 * PROMPTLY_S and not rec.completed
 
 
@@ -241,11 +244,11 @@ def test_http_control(srv):
     assert records[0]["headers"]["authorization"] == "***"
     assert set(records[0]) == {f for f in RequestRecord.__dataclass_fields__}
     http_json(root + "/_control/reset", {})
-    assert srv.requests == [] and http_json(root + "/health") == {"status": "ok"}
+    assert srv.requests() == [] and http_json(root + "/health") == {"status": "ok"}
 
 
 def test_standalone_prints_port_and_exits_when_stdin_closes():
-    with subprocess.Popen([sys.executable, "-m", "tests.scripted_server", "--port", "0", "--tokens", "3",
+    with subprocess.Popen([sys.executable, "-m", "tests.harness.scripted_server", "--port", "0", "--tokens", "3",
                            "--max-lifetime", "60"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         try:
@@ -263,3 +266,50 @@ def test_standalone_prints_port_and_exits_when_stdin_closes():
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.parametrize("where", ["in process", "child process"])
+def test_both_servers_have_one_api_and_the_gate_holds_until_released(srv, where):
+    with contextlib.ExitStack() as stack:
+        server = srv if where == "in process" else stack.enter_context(scripted_server_process(tokens=5, rate=0))
+        server.set_script(tokens=3, rate=0, token_text="d")
+        server.queue(Script(tokens=6, rate=0, token_text="h{i} ", hold_after=2), {"tokens": 1, "token_text": "q"})
+        with client(server) as c:
+            with c.chat.completions.create(model="m", messages=MESSAGES, stream=True) as stream:
+                texts = []
+                for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        texts.append(chunk.choices[0].delta.content)
+                    if len(texts) == 2:
+                        held = server.wait_for_hold(timeout=5)
+                        time.sleep(0.2)            # held: nothing more comes, the reply is running
+                        assert server.requests()[-1].tokens_sent == 2 and held.t_end is None
+                        server.release()
+            assert texts == [f"h{i} " for i in range(6)]
+            _, queued = collect(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+            _, default = collect(c.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+        assert (queued, default) == (["q"], ["d"] * 3)
+        records = server.wait_for_requests(3)
+        assert all(isinstance(r, RequestRecord) for r in records)
+        first = server.wait_for_end(records[0].id)
+        assert first.outcome == "completed" and first.t_held <= first.t_released <= first.t_end
+        assert server.wait_for_request(2).id == records[1].id
+        server.reset()
+        assert server.requests() == []
+
+
+def test_raw_mode_sends_the_pieces_as_they_are():
+    pieces = [b'data: {"choices":[{"index":0,"delta":{"content":"a\xf0\x9f', b'\x98\x80b"}}]}\n',
+              b"", b"\ndata: [DONE]\n\n"]
+    with ScriptedServer(Script(raw_pieces=pieces)) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                         b"Connection: close\r\n\r\n{}")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    body = data.split(b"\r\n\r\n", 1)[1]
+    expected = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n\r\n"
+    assert body == expected
+    with pytest.raises(ValueError, match="in process"):
+        Script(raw_pieces=pieces).to_dict()

@@ -3,11 +3,23 @@ import re
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streamchat.stop_rules import (HIDDEN, MAX_TIME, MAX_TOKENS, NearMiss, Rule, RuleError, RuleHit,
-                                   StopRuleEvaluator, hidden_text, make_limit_rule, make_regex_rule,
-                                   parse_phrases)
+from streamchat.stop_rules import (
+    HIDDEN,
+    MAX_TIME,
+    MAX_TOKENS,
+    NearMiss,
+    Rule,
+    RuleError,
+    RuleHit,
+    StopRuleEvaluator,
+    hidden_text,
+    make_limit_rule,
+    make_regex_rule,
+    parse_phrases,
+)
 
 PHONE = r"\b\d{3}-\d{4}\b"
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from streamchat import export, metrics, migrations
-from streamchat.generation import (DONE, FAILED, Endpoint, ErrorInfo, Generation, GenerationRequest)
+from streamchat.generation import DONE, FAILED, Endpoint, ErrorInfo, Generation, GenerationRequest
 from streamchat.store import Store, run_fields_from_generation
 
 KEY = "sk-secret"

@@ -12,7 +12,7 @@ import pytest
 from streamchat import replies
 from streamchat.generation import Endpoint, GenerationRequest
 from streamchat.store import DatabaseBusy, Store
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture

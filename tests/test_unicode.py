@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamchat.generation import DONE, Endpoint, GenerationRequest
 from streamchat.inputs import clean_user_message
-from tests.scripted_server import Script, ScriptedServer
+from tests.harness.scripted_server import Script, ScriptedServer
 
 BROKEN = "before \ud800 after"
 
@@ -27,7 +27,7 @@ def test_the_chat_renders_such_a_reply_and_says_when_input_was_cleaned(open_page
         assert not at.exception
         replies = [m.markdown[0].value for m in at.chat_message if m.name == "assistant"]
         assert replies[-1].startswith("before \ufffd after")
-        assert srv.requests[-1].body["messages"][-1]["content"] == "odd input"
+        assert srv.requests()[-1].body["messages"][-1]["content"] == "odd input"
         assert any("could not be read" in t.value for t in at.toast)
 
 

@@ -4,12 +4,12 @@ Session-state history, `st.chat_input`, `st.chat_message` and `st.write_stream` 
 `openai.OpenAI` stream, configured from the same environment variables as the app. The live reply
 sits in `st.container(key="live-reply")` so the bench measures both apps the same way. Its Stop
 button is what a naive app does: a click only reruns the script; the openai stream is never closed.
-`?history=N` starts it with N earlier messages (tests/bench_history.py), as the bench seeds StreamChat.
+`?history=N` starts it with N earlier messages (bench/history.py), as the bench seeds StreamChat.
 """
 import os
 
 import streamlit as st
-from bench_history import history_messages   # streamlit run puts this file's folder on sys.path
+from history import history_messages  # streamlit run puts this file's folder (bench/) on sys.path
 from openai import OpenAI
 
 st.title("Baseline chat")

@@ -20,7 +20,7 @@ request, and follows RSS request by request.
 Prints a table, merges the figures into bench-results/bench.json under "load" (other keys kept),
 and exits 0 whatever the outcome (it is a report).
 
-    python -m tests.bench_load [--sessions 20] [--tokens 1500] [--rate 50] [--paragraph-every 40]
+    python -m bench.load [--sessions 20] [--tokens 1500] [--rate 50] [--paragraph-every 40]
                                [--soak 200] [--skip-load] [--skip-soak] [--json PATH] [--keep DIR]
 """
 from __future__ import annotations
@@ -39,10 +39,25 @@ import traceback
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tests.browser import (CHAT_INPUT, MAIN, ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, have_chromium,
-                           scripted_server_process, send_prompt, stop_button, streamlit_app, wait_idle)
+from bench.report import Column, guarded, print_table
+from tests.harness.browser import (
+    CHAT_INPUT,
+    MAIN,
+    TextWatch,
+    WebSocketMeter,
+    app_env,
+    app_page,
+    chromium,
+    have_chromium,
+    send_prompt,
+    stop_button,
+    streamlit_app,
+    wait_idle,
+)
+from tests.harness.processes import ROOT
+from tests.harness.scripted_server import scripted_server_process
 
 # Twenty people at once: the app in shared mode (each browser its own identity and chats), as a
 # team install runs; single-user mode would rightly list everyone's chats in every sidebar.
@@ -402,13 +417,13 @@ def run_load(browser, srv, sessions: int, tokens: int, rate: float, paragraph_ev
 
             # Which queued script (marker) did each session get? Records are in arrival order.
             deadline = time.perf_counter() + 30
-            recs: list[dict] = []
+            recs: list = []
             while time.perf_counter() < deadline:
                 recs = srv.requests()
                 if len(recs) >= sessions:
                     break
                 time.sleep(POLL_S)
-            arrival = {last_user_text(r["body"]): k for k, r in enumerate(recs)}
+            arrival = {last_user_text(r.body): k for k, r in enumerate(recs)}
             own = [arrival.get(prompts[p]) for p in range(sessions)]
             out["requests_received"] = len(recs)
 
@@ -444,8 +459,8 @@ def run_load(browser, srv, sessions: int, tokens: int, rate: float, paragraph_ev
             deadline = time.perf_counter() + 20
             while time.perf_counter() < deadline and any(stop_button(pg).count() for pg in pages):
                 time.sleep(POLL_S)
-            recs = {r["id"]: r for r in srv.requests()}
-            rec_by_k = sorted(recs.values(), key=lambda r: r["id"])
+            recs = {r.id: r for r in srv.requests()}
+            rec_by_k = sorted(recs.values(), key=lambda r: r.id)
             sess: list[dict] = []
             for p, page in enumerate(pages):
                 k = own[p]
@@ -462,7 +477,7 @@ def run_load(browser, srv, sessions: int, tokens: int, rate: float, paragraph_ev
                             user_text_ok=bool(facts["messages"]) and prompts[p] in facts["messages"][0][1],
                             reply_tokens=len(got), reply_exact=got == expected)
                 if k is not None:
-                    rec = rec_by_k[k] if k < len(rec_by_k) else {}
+                    rec = rec_by_k[k].to_json() if k < len(rec_by_k) else {}
                     t_first_vis, t_last_vis = seen.marks.get(first[k]), seen.marks.get(last[k])
                     info.update(
                         ttft_visible_s=None if t_first_vis is None else t_first_vis - t_send[p],
@@ -574,13 +589,13 @@ def run_soak(browser, srv, n: int, workdir: Path) -> dict:
             t_idle = time.perf_counter()
             rec = srv.wait_for_end(timeout=5)
             recs = srv.requests()
-            row.update(seconds=time.perf_counter() - t0, requests=len(recs), outcome=rec["outcome"],
-                       tokens_sent=rec["tokens_sent"], disconnected=rec["t_disconnected"] is not None,
-                       send_to_server_s=rec["t_received"] - t0, send_to_visible_s=row["t_visible"] - t0,
+            row.update(seconds=time.perf_counter() - t0, requests=len(recs), outcome=rec.outcome,
+                       tokens_sent=rec.tokens_sent, disconnected=rec.t_disconnected is not None,
+                       send_to_server_s=rec.t_received - t0, send_to_visible_s=row["t_visible"] - t0,
                        send_to_idle_s=t_idle - t0, rss_mb=rss_mb(pid))
-            if stop and rec["t_disconnected"] is not None:
+            if stop and rec.t_disconnected is not None:
                 click = watch.read().last_click("Stop") or row["t_click"]
-                row["stop_latency_s"] = rec["t_disconnected"] - click
+                row["stop_latency_s"] = rec.t_disconnected - click
             return row
 
         for k in range(3):   # warm-up: lazy imports, the client's pool, the save threads; ends
@@ -746,12 +761,8 @@ def report(results: dict) -> tuple[list[dict], str]:
     return rows, summary
 
 
-def print_table(rows: list[dict]) -> None:
-    head = f"{'figure':<44} {'value':>22}  {'target':<22} "
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['figure']:<44} {r['shown']:>22}  {r['target']:<22} {r['verdict']}")
+TABLE = [Column("figure", "figure", 44), Column("value", "shown", 22, ">"), Column("target", "target", 22, gap=2),
+         Column("", "verdict")]
 
 
 def notes(results: dict) -> list[str]:
@@ -801,14 +812,6 @@ def notes(results: dict) -> list[str]:
     return out
 
 
-def guarded(fn: Callable[[], dict]) -> dict:
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - a failed scenario is a row in the report
-        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
-                "traceback": traceback.format_exc(limit=6)}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
@@ -841,11 +844,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_load:
                 t = time.perf_counter()
                 results["load"] = guarded(lambda: run_load(browser, srv, args.sessions, args.tokens, args.rate,
-                                                           args.paragraph_every, workdir))
+                                                           args.paragraph_every, workdir), traceback_limit=6)
                 print(f"  load {time.perf_counter() - t:6.1f} s  {results['load'].get('error') or 'ok'}", flush=True)
             if not args.skip_soak:
                 t = time.perf_counter()
-                results["soak"] = guarded(lambda: run_soak(browser, srv, args.soak, workdir))
+                results["soak"] = guarded(lambda: run_soak(browser, srv, args.soak, workdir), traceback_limit=6)
                 print(f"  soak {time.perf_counter() - t:6.1f} s  {results['soak'].get('error') or 'ok'}", flush=True)
     except Exception:  # noqa: BLE001 - still a report, still exit 0
         traceback.print_exc()
@@ -853,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows, summary = report(results)
     print()
-    print_table(rows)
+    print_table(rows, TABLE)
     print()
     for line in notes(results):
         print(f"  {line}")

@@ -1,12 +1,12 @@
-"""`make bench`: StreamChat (app.py) against Streamlit's chat tutorial (tests/bench_baseline_app.py).
+"""`make bench`: StreamChat (app.py) against Streamlit's chat tutorial (bench/baseline_app.py).
 
 Both apps run side by side against one scripted model server and are driven by headless Chromium,
 one fresh browser context per scenario. Times are perf_counter seconds on one machine: the
 server's send/disconnect timestamps versus the browser's DOM-commit and click timestamps (see
-tests/browser.py). Prints a table with app/baseline ratios and PASS/FAIL against the targets,
+tests/harness/browser.py). Prints a table with app/baseline ratios and PASS/FAIL against the targets,
 writes bench-results/bench.json, and exits 0 whatever the outcome (it is a report).
 
-    python -m tests.bench [--runs 3] [--stop-runs 3] [--only app|baseline] [--json PATH] [--no-load]
+    python -m bench [--runs 3] [--stop-runs 3] [--only app|baseline] [--json PATH] [--no-load]
 
 Markdown that breaks the page (app only; the baseline freezes for minutes on both): a 1 MiB
 code-block reply streamed in 2 KB tokens (websocket bytes / text size, target <= 3) and a
@@ -20,7 +20,7 @@ words painted; the app's own browser-measured visible TTFT against this bench's 
 (the history is sent once per turn, the live part stays flat); the sidebar's figures in a freshly
 started app against the server's schedule (target: within 3 %).
 
-Then runs the load and soak scenarios of tests/bench_load.py (20 sessions at once, 200 requests in a
+Then runs the load and soak scenarios of bench/load.py (20 sessions at once, 200 requests in a
 row), which add their figures under "load" in the same JSON file; --no-load skips them.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -39,15 +40,29 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
-import re
-
+from bench.history import history_messages
+from bench.report import Column, guarded, print_table
 from streamchat.store import Store
-from tests.bench_history import history_messages
-from tests.browser import (CHAT_INPUT, ROOT, TextWatch, WebSocketMeter, app_env, app_page, chromium, click_stop,
-                           forward_msg_breakdown, have_chromium, scripted_server_process, send_prompt, stop_button,
-                           streamlit_app, wait_for_text, wait_idle)
+from tests.harness.browser import (
+    CHAT_INPUT,
+    TextWatch,
+    WebSocketMeter,
+    app_env,
+    app_page,
+    chromium,
+    click_stop,
+    forward_msg_breakdown,
+    have_chromium,
+    send_prompt,
+    stop_button,
+    streamlit_app,
+    wait_for_text,
+    wait_idle,
+)
+from tests.harness.processes import ROOT
+from tests.harness.scripted_server import scripted_server_process
 
-APPS = {"app": ROOT / "app.py", "baseline": ROOT / "tests" / "bench_baseline_app.py"}
+APPS = {"app": ROOT / "app.py", "baseline": ROOT / "bench" / "baseline_app.py"}
 PROMPT = "Go"
 TOKEN_TEXT = "w{i} "   # distinct words, so "w<last index>" marks the last token exactly
 
@@ -200,20 +215,20 @@ def measure_reply(browser, url: str, srv, spec: dict, path: str = "", probe: boo
         seen = watch.read()
         rec = srv.wait_for_end(timeout=10)
         n_requests = len(srv.requests())
-    tokens = rec["tokens_sent"]
+    tokens = rec.tokens_sent
     enter_to_words = seen.marks[first] - seen.last_click("Enter")
     return {
         "enter_to_first_words_s": enter_to_words,
         "seen_by_app_s": seen_by_app,
         "seen_by_app_minus_outside_s": _minus(seen_by_app, enter_to_words),
-        "server_ttft_s": rec["t_first_content_sent"] - rec["t_received"],
-        "send_to_server_s": rec["t_received"] - t_send,
-        "visible_ttft_minus_server_s": seen.marks[first] - rec["t_first_content_sent"],
-        "last_token_lag_s": seen.marks[last] - rec["t_last_content_sent"],
+        "server_ttft_s": rec.t_first_content_sent - rec.t_received,
+        "send_to_server_s": rec.t_received - t_send,
+        "visible_ttft_minus_server_s": seen.marks[first] - rec.t_first_content_sent,
+        "last_token_lag_s": seen.marks[last] - rec.t_last_content_sent,
         # where the lag goes: server send -> websocket frame with the token -> DOM
-        "first_token_server_to_frame_s": _minus(frame_times.get(first), rec["t_first_content_sent"]),
+        "first_token_server_to_frame_s": _minus(frame_times.get(first), rec.t_first_content_sent),
         "first_token_frame_to_dom_s": _minus(seen.marks[first], frame_times.get(first)),
-        "last_token_server_to_frame_s": _minus(frame_times.get(last), rec["t_last_content_sent"]),
+        "last_token_server_to_frame_s": _minus(frame_times.get(last), rec.t_last_content_sent),
         "last_token_frame_to_dom_s": _minus(seen.marks[last], frame_times.get(last)),
         "tokens": tokens,
         "ws_bytes": n_bytes,
@@ -241,27 +256,27 @@ def measure_stop(browser, url: str, srv, spec: dict, phase: str) -> dict:
         rec = srv.wait_for_request(1, timeout=10)
         stop_button(page).first.wait_for(state="visible", timeout=10_000)
         if phase == "prefill":
-            time.sleep(max(0.0, rec["t_received"] + STOP_PREFILL_CLICK_AFTER - time.perf_counter()))
+            time.sleep(max(0.0, rec.t_received + STOP_PREFILL_CLICK_AFTER - time.perf_counter()))
         else:
             watch.wait_for_marker(watch_marker, timeout=generation_seconds(spec))
         t_click_py = click_stop(page)
-        deadline = min(rec["t_received"] + generation_seconds(spec) + 1.5, t_click_py + STOP_WAIT_MAX)
+        deadline = min(rec.t_received + generation_seconds(spec) + 1.5, t_click_py + STOP_WAIT_MAX)
         end = None
         while end is None and time.perf_counter() < deadline:
             time.sleep(0.01)
-            end = next((r for r in srv.requests() if r["id"] == rec["id"] and r["t_end"]), None)
+            end = next((r for r in srv.requests() if r.id == rec.id and r.t_end), None)
         t_click_browser = watch.read().last_click("Stop")
         t_click = t_click_browser or t_click_py
         t_backmsg = meter.first_sent_after(t_click)
     result = {"phase": phase, "script": spec, "click_time_from": "browser" if t_click_browser else "python",
-              "click_after_request_s": t_click - rec["t_received"]}
-    if end and end["t_disconnected"] is not None:
-        result.update(outcome="disconnected", stop_latency_s=end["t_disconnected"] - t_click,
-                      tokens_sent=end["tokens_sent"], click_to_backmsg_s=_minus(t_backmsg, t_click),
-                      backmsg_to_disconnect_s=_minus(end["t_disconnected"], t_backmsg))
+              "click_after_request_s": t_click - rec.t_received}
+    if end and end.t_disconnected is not None:
+        result.update(outcome="disconnected", stop_latency_s=end.t_disconnected - t_click,
+                      tokens_sent=end.tokens_sent, click_to_backmsg_s=_minus(t_backmsg, t_click),
+                      backmsg_to_disconnect_s=_minus(end.t_disconnected, t_backmsg))
     elif end:
         result.update(outcome="never", detail=f"server finished the generation ({end['outcome']})",
-                      stop_latency_s=None, tokens_sent=end["tokens_sent"])
+                      stop_latency_s=None, tokens_sent=end.tokens_sent)
     else:
         result.update(outcome="never", detail=f"no disconnect within {deadline - t_click:.1f} s of the click",
                       stop_latency_s=None)
@@ -418,14 +433,6 @@ def measure_compare_seen(browser, url: str, srv) -> dict:
         srv.set_script()
     outside = seen.marks["w0"] - seen.last_click("Run comparison")
     return {"seen_by_app_s": shown, "outside_s": outside, "difference_s": abs(shown - outside)}
-
-
-def guarded(fn: Callable[[], dict]) -> dict:
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - a failed scenario is a row in the report
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        return {"error": f"{type(exc).__name__}: {first_line}"[:300], "traceback": traceback.format_exc(limit=4)}
 
 
 def run(runs: int, stop_runs: int, only: list[str]) -> dict:
@@ -660,14 +667,13 @@ def report(results: dict) -> tuple[list[dict], str]:
     return rows, summary
 
 
-def print_table(rows: list[dict]) -> None:
-    head = f"{'figure':<50} {'app':>10} {'baseline':>10} {'app/base':>9}  {'target':<20} "
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
-        print(f"{r['figure']:<50} {r['app_shown']:>10} {r['baseline_shown']:>10} {ratio:>9}  "
-              f"{r['target']:<20} {r['verdict']}")
+def _ratio(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "-"
+
+
+TABLE = [Column("figure", "figure", 50), Column("app", "app_shown", 10, ">"),
+         Column("baseline", "baseline_shown", 10, ">"), Column("app/base", "ratio", 9, ">", fmt=_ratio),
+         Column("target", "target", 20, gap=2), Column("", "verdict")]
 
 
 def notes(results: dict) -> list[str]:
@@ -734,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-runs", type=int, default=3, help="runs of each Stop scenario")
     parser.add_argument("--only", choices=list(APPS), action="append", help="measure only this app")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench.json"))
-    parser.add_argument("--no-load", action="store_true", help="skip the load/soak scenarios (tests/bench_load.py)")
+    parser.add_argument("--no-load", action="store_true", help="skip the load/soak scenarios (bench/load.py)")
     args = parser.parse_args(argv)
     if not have_chromium():
         print("BENCH SUMMARY: skipped, /usr/bin/chromium is missing (make chromium)")
@@ -753,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         if started is not True:
             print(f"\n{name} did not start:\n{started}")
     print()
-    print_table(rows)
+    print_table(rows, TABLE)
     print()
     for line in notes(results):
         print(f"  {line}")
@@ -780,9 +786,9 @@ def main(argv: list[str] | None = None) -> int:
     }, indent=2, default=str))
     print(f"\n{summary}\n(results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}, {elapsed:.0f} s)")
     if not args.no_load:
-        from tests import bench_load
+        from bench import load
         print(flush=True)
-        bench_load.main(["--json", args.json])
+        load.main(["--json", args.json])
     return 0
 
 

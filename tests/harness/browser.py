@@ -1,4 +1,5 @@
-"""Browser test harness: scripted model server, `streamlit run`, headless Chromium, and probes.
+"""Browser test harness: `streamlit run`, headless Chromium, and probes (the scripted model server
+is in tests/harness/scripted_server.py, child processes in tests/harness/processes.py).
 
 Everything binds to 127.0.0.1 and stops by itself: child processes run in their own process group
 (killed as a group when the context manager exits, and again at interpreter exit), get SIGTERM
@@ -21,27 +22,21 @@ timestamps (CLOCK_MONOTONIC, same machine). Browser times are converted from epo
 """
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
-import ctypes
-import json
 import os
-import re
-import select
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness.processes import ROOT, free_port, kill_process_group, spawn, tail
+from tests.harness.scripted_server import ScriptedServer, ScriptedServerProcess
+
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -57,191 +52,6 @@ def have_chromium() -> bool:
     return os.access(CHROMIUM_PATH, os.X_OK)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---------------------------------------------------------------- child processes
-
-_children: set[subprocess.Popen] = set()
-_children_lock = threading.Lock()
-
-
-def _die_with_parent() -> None:
-    # Linux: SIGTERM this child when the thread that spawned it dies (even by SIGKILL).
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _spawn(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
-           stdin: Any = subprocess.DEVNULL, stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
-    # PDEATHSIG fires when the spawning *thread* exits, so only use it from the main thread.
-    preexec = _die_with_parent if threading.current_thread() is threading.main_thread() else None
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
-                            start_new_session=True, preexec_fn=preexec)
-    with _children_lock:
-        _children.add(proc)
-    return proc
-
-
-def kill_process_group(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    """SIGTERM the child's whole process group, SIGKILL what is left after `timeout`, reap the child."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(proc.pid):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.05)
-        if not _group_alive(proc.pid):
-            break
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(1.0)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream:
-            with contextlib.suppress(OSError):
-                stream.close()
-    with _children_lock:
-        _children.discard(proc)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True  # an unreaped zombie leader counts too: kill_process_group reaps it with wait()
-
-
-@atexit.register
-def _kill_all_children() -> None:
-    with _children_lock:
-        procs = list(_children)
-    for proc in procs:
-        kill_process_group(proc, timeout=2.0)
-
-
-def _http(url: str, payload: Any = None, timeout: float = 5.0) -> Any:
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        body = resp.read()
-    return json.loads(body) if body else None
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
-# ---------------------------------------------------------------- scripted model server
-
-@dataclass
-class ScriptedServerProcess:
-    port: int
-    proc: subprocess.Popen
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.root_url}/v1"
-
-    def requests(self) -> list[dict]:
-        """Chat requests seen so far (dicts of tests.scripted_server.RequestRecord), oldest first."""
-        return _http(f"{self.root_url}/_control/requests")
-
-    def reset(self) -> None:
-        """Forget recorded requests and queued scripts."""
-        _http(f"{self.root_url}/_control/reset", {})
-
-    def queue(self, *scripts: dict) -> None:
-        """One-shot scripts (Script field dicts) for the next chat requests, in order."""
-        _http(f"{self.root_url}/_control/queue", list(scripts))
-
-    def set_script(self, **fields: Any) -> None:
-        """The default script for requests that match nothing else."""
-        _http(f"{self.root_url}/_control/script", fields)
-
-    def wait_for_request(self, n: int = 1, timeout: float = 10.0) -> dict:
-        """Wait until at least `n` chat requests were received; return the n-th."""
-        recs = self._poll(lambda rs: rs if len(rs) >= n else None, timeout, f"{n} request(s)")
-        return recs[n - 1]
-
-    def wait_for_end(self, request_id: int | None = None, timeout: float = 10.0) -> dict:
-        """Wait until the server is done with a request (default: the latest), however it ended."""
-        def done(rs: list[dict]) -> dict | None:
-            rec = next((r for r in reversed(rs) if request_id is None or r["id"] == request_id), None)
-            return rec if rec and rec["t_end"] else None
-        return self._poll(done, timeout, f"end of request {request_id or 'latest'}")
-
-    def _poll(self, check, timeout: float, what: str, interval: float = 0.02):
-        deadline = time.perf_counter() + timeout
-        while True:
-            result = check(self.requests())
-            if result is not None:
-                return result
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"scripted server: no {what} after {timeout:g}s")
-            time.sleep(interval)
-
-
-def _script_flag(name: str, value: Any) -> list[str]:
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    return ["--" + name.replace("_", "-"), str(value)]
-
-
-@contextlib.contextmanager
-def scripted_server_process(*, max_lifetime: float = 1800.0, startup_timeout: float = 15.0,
-                            **script_defaults: Any) -> Iterator[ScriptedServerProcess]:
-    """Run `python -m tests.scripted_server` in a child process; `script_defaults` are Script fields."""
-    cmd = [sys.executable, "-m", "tests.scripted_server", "--port", "0", "--max-lifetime", str(max_lifetime)]
-    for name, value in script_defaults.items():
-        cmd += _script_flag(name, value)
-    log = Path(tempfile.mkstemp(prefix="scripted-server-", suffix=".log")[1])
-    # stdin stays an open pipe: the server exits when it closes, i.e. when this process dies.
-    with open(log, "wb") as err:
-        proc = _spawn(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.PIPE,
-                      stdout=subprocess.PIPE, stderr=err)
-    try:
-        port = _read_port(proc, startup_timeout)
-        if port is None:
-            raise RuntimeError(f"scripted server did not start (exit {proc.poll()}):\n{_tail(log)}")
-        yield ScriptedServerProcess(port, proc)
-    finally:
-        kill_process_group(proc)
-        log.unlink(missing_ok=True)
-
-
-def _read_port(proc: subprocess.Popen, timeout: float) -> int | None:
-    deadline, buf = time.monotonic() + timeout, b""
-    fd = proc.stdout.fileno()
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            buf += chunk
-            if m := re.search(rb"PORT=(\d+)\n", buf):
-                return int(m.group(1))
-        elif proc.poll() is not None:
-            return None
-    return None
-
-
 # ---------------------------------------------------------------- streamlit run
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -250,7 +60,7 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def app_env(srv: ScriptedServerProcess, data_dir: str | os.PathLike, model: str = "scripted") -> dict[str, str]:
+def app_env(srv: ScriptedServer | ScriptedServerProcess, data_dir: str | os.PathLike, model: str = "scripted") -> dict[str, str]:
     """The app's environment for talking to a scripted server (model "scripted" uses queued scripts)."""
     return {"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "sk-bench", "OPENAI_MODEL": model,
             "STREAMCHAT_DATA_DIR": str(data_dir)}
@@ -268,20 +78,20 @@ def streamlit_app(script_path: str | os.PathLike, env: dict[str, str], port: int
     own_log = log_path is None
     log = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
     with open(log, "wb") as out:
-        proc = _spawn(cmd, env=clean_env(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = spawn(cmd, env=clean_env(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{_tail(log)}")
+                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{tail(log)}")
             try:
                 if _health_ok(f"{url}/_stcore/health"):
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit not healthy after {startup_timeout:g}s:\n{_tail(log)}")
+                raise TimeoutError(f"streamlit not healthy after {startup_timeout:g}s:\n{tail(log)}")
             time.sleep(0.2)
         yield url
     finally:

@@ -10,9 +10,17 @@ Choosing the behaviour of a request, first match wins:
   3. the default from ``set_script()`` / ``POST /_control/script``.
 
 In process::  with ScriptedServer(Script(ttft=0.3)) as srv: openai.OpenAI(base_url=srv.base_url, ...)
-Standalone::  python -m tests.scripted_server --port 0 --ttft 0.5 --tokens 200   (prints PORT=<n>)
+Child process::  with scripted_server_process(ttft=0.3) as srv: ...   (a ScriptedServerProcess)
+Standalone::  python -m tests.harness.scripted_server --port 0 --ttft 0.5 --tokens 200   (prints PORT=<n>)
     serves until stdin closes (pass --ignore-stdin when stdin is /dev/null, as under CI), SIGTERM,
     or --max-lifetime seconds (default 1800).
+
+Both servers have the same control API (`ServerControl`): ``requests()`` returns RequestRecord
+objects, oldest first; ``queue(*scripts)`` and ``set_script(script | **fields)`` take Script objects
+or Script field dicts; ``reset()``; ``wait_for_requests(n)`` / ``wait_for_request(n)`` /
+``wait_for_end(id)`` / ``wait_for_hold(id)`` / ``wait_for_disconnect(id)``; ``release()`` opens the
+gate of replies held by ``hold_after`` (a test that depends on a reply still running holds it
+there and opens the gate itself, instead of racing a token rate).
 
 Only POST /v1/chat/completions requests are recorded. Timestamps are ``time.perf_counter()``
 (CLOCK_MONOTONIC on Linux, so comparable with another process's perf_counter).
@@ -21,18 +29,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
+import os
 import re
+import select
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import unquote
+
+from tests.harness.processes import kill_process_group, spawn, tail
+
+T = TypeVar("T")
 
 CHAT_PATH = "/v1/chat/completions"
 _STR_FIELDS = {"token_text", "text", "finish_reason", "reasoning_text", "reasoning_token_text",
@@ -65,6 +84,14 @@ class Script:
     stall_after: int | None = None    # go silent after N tokens until disconnect / stall_timeout
     #                                   thinking tokens too, for these three
     stall_timeout: float = 60.0
+    # The gate a test opens: after N tokens (of any kind; non-streamed: before the body) the reply
+    # waits for the server's release() (or hold_timeout, then ends as "stalled"), then goes on at
+    # its rate from there. While held, a client disconnect ends it as "disconnected".
+    hold_after: int | None = None
+    hold_timeout: float = 120.0
+    # Raw mode (in process only): answer a 200 text/event-stream whose body is exactly these
+    # bytes, one HTTP chunk per piece (empty pieces skipped), whatever else the script says.
+    raw_pieces: list[bytes] | None = None
     malformed_after: int | None = None  # send `data: {not json` after N tokens
     empty: bool = False               # a well-formed reply with no content
     hang_before_headers: float = 0.0  # read the request, then say nothing for this long
@@ -162,6 +189,18 @@ class Script:
         phrase = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else "Error"
         return _err(f"scripted {self.status} {phrase}", etype, code)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that differ from the defaults (JSON-able, for the control API)."""
+        if self.raw_pieces is not None or callable(self.token_text):
+            raise ValueError("raw_pieces and a callable token_text work only in process (ScriptedServer)")
+        default = Script()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+    @classmethod
+    def coerce(cls, script: Script | dict[str, Any]) -> Script:
+        return script if isinstance(script, Script) else cls.from_dict(script)
+
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> Script:
         unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
@@ -228,12 +267,18 @@ class RequestRecord:
     t_end: float | None = None         # the server is done with the request, however it ended
     completed: bool = False            # the whole response went out
     outcome: str = "pending"           # completed | error | disconnected | dropped | stalled
+    t_held: float | None = None        # hold_after reached: the reply waits for release()
+    t_released: float | None = None    # release() opened the gate
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         if "authorization" in data["headers"]:
             data["headers"]["authorization"] = "***"
         return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> RequestRecord:
+        return cls(**data)
 
 
 @dataclass
@@ -340,7 +385,74 @@ def _timings(s: Script, prompt_n: int, n: int) -> dict:
             "predicted_per_token_ms": predicted_ms / n if n else 0.0}
 
 
-class ScriptedServer:
+class ServerControl:
+    """The API the in-process ScriptedServer and the child-process ScriptedServerProcess share."""
+
+    base_url: str
+
+    # ---- what each server does its own way
+    def requests(self) -> list[RequestRecord]:
+        """The chat requests seen so far (since reset()), oldest first; a snapshot."""
+        raise NotImplementedError
+
+    def queue(self, *scripts: Script | dict[str, Any]) -> None:
+        """One-shot scripts for the next chat requests, in order (Script objects or field dicts)."""
+        raise NotImplementedError
+
+    def set_script(self, script: Script | dict[str, Any] | None = None, **fields: Any) -> None:
+        """The default script, for requests that match nothing else: a Script, a dict or fields."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the recorded requests and the queued scripts."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Open the gate for every request received so far: held replies go on, and one that has not
+        reached its `hold_after` yet will not stop there. Requests received later hold again."""
+        raise NotImplementedError
+
+    def _wait(self, check: Callable[[list[RequestRecord]], T | None], timeout: float, what: str) -> T:
+        raise NotImplementedError
+
+    # ---- the same for both
+    def wait_until(self, check: Callable[[list[RequestRecord]], T | None], timeout: float = 10.0,
+                   what: str = "a match") -> T:
+        """Wait until `check(records)` returns something other than None; return that."""
+        return self._wait(check, timeout, what)
+
+    def wait_for_requests(self, n: int = 1, timeout: float = 10.0) -> list[RequestRecord]:
+        """Wait until at least `n` chat requests were received; return them all."""
+        return self._wait(lambda rs: rs if len(rs) >= n else None, timeout, f"{n} request(s)")
+
+    def wait_for_request(self, n: int = 1, timeout: float = 10.0) -> RequestRecord:
+        """Wait until at least `n` chat requests were received; return the n-th."""
+        return self.wait_for_requests(n, timeout)[n - 1]
+
+    def wait_for_end(self, request_id: int | None = None, timeout: float = 10.0) -> RequestRecord:
+        """Wait until the server is done with a request (default: the latest), however it ended."""
+        return self._wait(lambda rs: r if (r := _find(rs, request_id)) and r.t_end else None,
+                          timeout, f"end of request {request_id or 'latest'}")
+
+    def wait_for_hold(self, request_id: int | None = None, timeout: float = 10.0) -> RequestRecord:
+        """Wait until a request (default: the latest) is held at its `hold_after` gate."""
+        return self._wait(lambda rs: r if (r := _find(rs, request_id)) and r.t_held else None,
+                          timeout, f"hold of request {request_id or 'latest'}")
+
+    def wait_for_disconnect(self, request_id: int | None = None, timeout: float = 10.0) -> float:
+        """Return the server's t_disconnected for a request (default: the latest)."""
+        rec = self.wait_for_end(request_id, timeout)
+        if rec.t_disconnected is None:
+            raise AssertionError(f"request {rec.id} ended as {rec.outcome!r}, without a client disconnect")
+        return rec.t_disconnected
+
+
+def _find(records: list[RequestRecord], request_id: int | None) -> RequestRecord | None:
+    recs = [r for r in records if request_id is None or r.id == request_id]
+    return recs[-1] if recs else None
+
+
+class ScriptedServer(ServerControl):
     """The server on its own event loop in a daemon thread. Use as a context manager."""
 
     def __init__(self, default: Script | None = None, *, port: int = 0, max_lifetime: float | None = 1800.0):
@@ -355,6 +467,8 @@ class ScriptedServer:
         self._conns: set[asyncio.Task] = set()
         self._error: BaseException | None = None
         self._last_id = 0  # request ids keep counting across reset()
+        self._gate: asyncio.Event | None = None   # set by release() to wake held replies
+        self._released_upto = 0                     # requests with an id up to this pass their gate
 
     # ---- control from the test thread
     @property
@@ -379,49 +493,70 @@ class ScriptedServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def set_script(self, script: Script) -> None:
+    def set_script(self, script: Script | dict[str, Any] | None = None, **fields: Any) -> None:
         with self._cond:
-            self.default = script
+            self.default = Script.coerce(script if script is not None else fields)
 
-    def queue(self, *scripts: Script) -> None:
+    def queue(self, *scripts: Script | dict[str, Any]) -> None:
+        scripts_ = [Script.coerce(s) for s in scripts]
         with self._cond:
-            self._queue.extend(scripts)
+            self._queue.extend(scripts_)
 
     def reset(self) -> None:
         with self._cond:
             self._records.clear()
             self._queue.clear()
 
-    @property
     def requests(self) -> list[RequestRecord]:
         with self._cond:
             return list(self._records)
 
-    def _find(self, request_id: int | None) -> RequestRecord | None:
-        recs = [r for r in self._records if request_id is None or r.id == request_id]
-        return recs[-1] if recs else None
-
-    def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RequestRecord]:
+    def release(self) -> None:
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._records) >= n, timeout):
-                raise TimeoutError(f"{len(self._records)} of {n} requests after {timeout}s")
-            return list(self._records)
+            upto = self._last_id
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._open_gate, upto)
 
-    def wait_for_end(self, request_id: int | None = None, timeout: float = 5.0) -> RequestRecord:
-        """Wait until the server is done with a request (default: the latest) however it ended."""
+    def _wait(self, check: Callable[[list[RequestRecord]], T | None], timeout: float, what: str) -> T:
+        found: list[T] = []
+
+        def ready() -> bool:
+            result = check(list(self._records))
+            if result is not None:
+                found.append(result)
+            return result is not None
+
         with self._cond:
-            if not self._cond.wait_for(lambda: (r := self._find(request_id)) is not None and r.t_end, timeout):
-                raise TimeoutError(f"request {request_id or 'latest'} still running after {timeout}s")
-            return self._find(request_id)
-
-    def wait_for_disconnect(self, request_id: int | None = None, timeout: float = 2.0) -> float:
-        """Return the server's t_disconnected for a request (default: the latest)."""
-        rec = self.wait_for_end(request_id, timeout)
-        if rec.t_disconnected is None:
-            raise AssertionError(f"request {rec.id} ended as {rec.outcome!r}, without a client disconnect")
-        return rec.t_disconnected
+            if not self._cond.wait_for(ready, timeout):
+                raise TimeoutError(f"scripted server: no {what} after {timeout:g}s "
+                                   f"({len(self._records)} request(s))")
+            return found[-1]
 
     # ---- event loop side
+    def _open_gate(self, upto: int) -> None:
+        with self._cond:
+            self._released_upto = max(self._released_upto, upto)
+        gate, self._gate = self._gate, asyncio.Event()
+        if gate is not None:
+            gate.set()
+
+    async def _hold(self, rec: RequestRecord, timeout: float) -> bool:
+        """Wait at the gate until release() covers this request; False if that took `timeout` s."""
+        with self._cond:
+            rec.t_held = time.perf_counter()
+            self._cond.notify_all()
+        deadline = rec.t_held + timeout
+        while rec.id > self._released_upto:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._gate.wait(), remaining)
+        with self._cond:
+            rec.t_released = time.perf_counter()
+        return True
+
     def _request_stop(self) -> None:
         loop, stopping = self._loop, self._stopping
         if loop is not None and stopping is not None and not loop.is_closed():
@@ -443,6 +578,7 @@ class ScriptedServer:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
+        self._gate = asyncio.Event()
         server = await asyncio.start_server(self._serve_conn, "127.0.0.1", self.port, limit=1 << 20)
         self.port = server.sockets[0].getsockname()[1]
         if self.max_lifetime:
@@ -495,7 +631,7 @@ class ScriptedServer:
         action = req.path[len("/_control/"):]
         data = json.loads(req.body or b"null")
         if action == "requests" and req.method == "GET":
-            return 200, [r.to_json() for r in self.requests]
+            return 200, [r.to_json() for r in self.requests()]
         if req.method != "POST":
             return 405, _err("use POST")
         if action == "script":
@@ -504,6 +640,10 @@ class ScriptedServer:
             self.queue(*(Script.from_dict(d) for d in (data if isinstance(data, list) else [data or {}])))
         elif action == "reset":
             self.reset()
+        elif action == "release":
+            with self._cond:
+                upto = self._last_id
+            self._open_gate(upto)
         else:
             return 404, _err(f"unknown control {action!r}", "not_found_error")
         return 200, {"ok": True}
@@ -558,6 +698,16 @@ class ScriptedServer:
         rec = r.rec
         base = rec.t_received + s.hang_before_headers
         await _sleep_until(base)
+        if s.raw_pieces is not None:
+            await r.head(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                               "Transfer-Encoding": "chunked", **s.response_headers()})
+            for piece in s.raw_pieces:
+                if piece:                  # a zero-size chunk would end the body
+                    await r.chunk(piece)
+                    await asyncio.sleep(0)  # one piece per write: the client sees the same cuts
+            await r.end_chunks()
+            rec.completed, rec.outcome = True, "completed"
+            return True
         if s.status != 200:
             await r.full(s.status, s.error_payload(), s.response_headers())
             rec.completed, rec.outcome = True, "error"
@@ -580,6 +730,8 @@ class ScriptedServer:
                 return stop_early("dropped")
             if s.stall_after is not None:
                 await asyncio.sleep(s.stall_timeout)
+                return stop_early("stalled")
+            if s.hold_after is not None and not await self._hold(rec, s.hold_timeout):
                 return stop_early("stalled")
             payload: Any = {"id": ident, "object": "chat.completion", "created": created, "model": model,
                             "choices": [{"index": 0, "finish_reason": s.finish_reason,
@@ -617,6 +769,12 @@ class ScriptedServer:
                 if s.stall_after == i:
                     await asyncio.sleep(s.stall_timeout)
                     return stop_early("stalled")
+                if s.hold_after == i:
+                    t_hold = time.perf_counter()
+                    if not await self._hold(rec, s.hold_timeout):
+                        return stop_early("stalled")
+                    # Go on at the script's rate from here, not in a burst of the overdue tokens.
+                    t_first += max(0.0, time.perf_counter() - max(t_hold, t_first + i * period))
             if e == len(events):
                 break
             await _sleep_until(t_first + i * period)
@@ -641,13 +799,122 @@ class ScriptedServer:
         return True
 
 
+# ---------------------------------------------------------------- the server in a child process
+
+def _http(url: str, payload: Any = None, timeout: float = 5.0) -> Any:
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+    return json.loads(body) if body else None
+
+
+@dataclass
+class ScriptedServerProcess(ServerControl):
+    """A ScriptedServer in a child process (`python -m tests.harness.scripted_server`), controlled
+    over HTTP (/_control/...), with the same API. Records come back as RequestRecord objects
+    (the Authorization header masked)."""
+    port: int
+    proc: subprocess.Popen
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
+
+    def requests(self) -> list[RequestRecord]:
+        return [RequestRecord.from_json(r) for r in _http(f"{self.root_url}/_control/requests")]
+
+    def reset(self) -> None:
+        _http(f"{self.root_url}/_control/reset", {})
+
+    def queue(self, *scripts: Script | dict[str, Any]) -> None:
+        _http(f"{self.root_url}/_control/queue", [_as_fields(s) for s in scripts])
+
+    def set_script(self, script: Script | dict[str, Any] | None = None, **fields: Any) -> None:
+        _http(f"{self.root_url}/_control/script", _as_fields(script if script is not None else fields))
+
+    def release(self) -> None:
+        _http(f"{self.root_url}/_control/release", {})
+
+    def _wait(self, check: Callable[[list[RequestRecord]], T | None], timeout: float, what: str,
+              interval: float = 0.02) -> T:
+        deadline = time.perf_counter() + timeout
+        while True:
+            records = self.requests()
+            result = check(records)
+            if result is not None:
+                return result
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"scripted server: no {what} after {timeout:g}s ({len(records)} request(s))")
+            time.sleep(interval)
+
+
+def _as_fields(script: Script | dict[str, Any]) -> dict[str, Any]:
+    Script.coerce(script)          # unknown fields fail here, in the test, not in the child
+    return script.to_dict() if isinstance(script, Script) else dict(script)
+
+
+def _script_flag(name: str, value: Any) -> list[str]:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return ["--" + name.replace("_", "-"), str(value)]
+
+
+@contextlib.contextmanager
+def scripted_server_process(*, max_lifetime: float = 1800.0, startup_timeout: float = 15.0,
+                            **script_defaults: Any) -> Iterator[ScriptedServerProcess]:
+    """Run `python -m tests.harness.scripted_server` in a child process; `script_defaults` are
+    Script fields of its default script."""
+    cmd = [sys.executable, "-m", "tests.harness.scripted_server", "--port", "0",
+           "--max-lifetime", str(max_lifetime)]
+    for name, value in script_defaults.items():
+        cmd += _script_flag(name, value)
+    log = Path(tempfile.mkstemp(prefix="scripted-server-", suffix=".log")[1])
+    # stdin stays an open pipe: the server exits when it closes, i.e. when this process dies.
+    with open(log, "wb") as err:
+        proc = spawn(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, stderr=err)
+    try:
+        port = _read_port(proc, startup_timeout)
+        if port is None:
+            raise RuntimeError(f"scripted server did not start (exit {proc.poll()}):\n{tail(log)}")
+        yield ScriptedServerProcess(port, proc)
+    finally:
+        kill_process_group(proc)
+        log.unlink(missing_ok=True)
+
+
+def _read_port(proc: subprocess.Popen, timeout: float) -> int | None:
+    deadline, buf = time.monotonic() + timeout, b""
+    fd = proc.stdout.fileno()
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return None
+            buf += chunk
+            if m := re.search(rb"PORT=(\d+)\n", buf):
+                return int(m.group(1))
+        elif proc.poll() is not None:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------- standalone
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible server on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-lifetime", type=float, default=1800.0, help="exit after this many seconds")
     parser.add_argument("--ignore-stdin", action="store_true", help="do not exit when stdin closes")
     for f in dataclasses.fields(Script):
-        if f.name not in ("headers", "error_body"):
+        if f.name not in ("headers", "error_body", "raw_pieces"):
             flag = "--" + f.name.replace("_", "-")
             if isinstance(f.default, bool):
                 parser.add_argument(flag, dest=f.name, nargs="?", const="true", default=None)

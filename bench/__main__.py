@@ -1,0 +1,5 @@
+import sys
+
+from bench.apps import main
+
+sys.exit(main())
