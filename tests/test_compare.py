@@ -154,7 +154,8 @@ def test_warmup_is_stopped_soon_after_its_first_text_when_max_tokens_is_ignored(
     assert c.wait(2)
     g = c.warmup_generation
     assert g.state == STOPPED
-    assert g.t_stop_requested - g.t_first_content == pytest.approx(compare.WARMUP_GRACE_S, abs=0.15)
+    # Stopped by the grace timer (not earlier, not by the end of a 100 s stream).
+    assert compare.WARMUP_GRACE_S - 0.01 <= g.t_stop_requested - g.t_first_content < compare.WARMUP_GRACE_S + PROMPTLY_S
     assert server.requests()[0].outcome == "disconnected"
 
 

@@ -58,8 +58,8 @@ def test_a_saved_reply_keeps_its_recording(recorded, store):
     assert rec is not None
     assert rec.text == g.text and len(rec.chunks) == len(g.chunks)
     assert rec.first_token == pytest.approx(g.t_first_token - g.t_sent, abs=1e-5)
-    assert rec.first_token == pytest.approx(0.5, abs=0.1)
-    assert rec.last_token == pytest.approx(4.48, rel=0.1)
+    assert rec.last_token == pytest.approx(g.t_last_token - g.t_sent, abs=1e-5)
+    assert rec.first_token >= 0.5 and rec.last_token >= 4.48   # the scripted server is never early
     assert rec.settings["model"] == "scripted" and rec.settings["stream"] is True
     assert "sk-test" not in str(recording.to_dict(rec))
     assert rec.prompt == "Count to 200"
