@@ -97,7 +97,10 @@ export default function (component) {
   }
 }
 """
-_probe = st.components.v2.component("streamchat_visible_ttft", js=_JS)
+# Sent with every run that draws the probe: without its indentation.
+_probe = st.components.v2.component(
+    "streamchat_visible_ttft", js="\n".join(line.strip() for line in _JS.splitlines() if line.strip())
+)
 
 
 @dataclass(frozen=True)
@@ -148,16 +151,22 @@ def probe(slot, *, page: str, target: str | None, on_seen: Callable[[Seen], str 
 
 @st.fragment
 def _probe_fragment(page: str, target: str | None, on_seen: Callable[[Seen], str | None]) -> None:
-    arms, body = (COMPARE_ARMS, COMPARE_BODY) if page == "compare" else (CHAT_ARMS, CHAT_BODY)
-    result = _probe(
-        data={"target": target, "arms": list(arms), "body": body},
-        key=f"visible-ttft-{page}",
-        height=0,
-        on_seen_change=lambda: None,
-    )
     state = st.session_state
-    reported = result.seen if result is not None else None
+    key = f"visible-ttft-{page}"
     shown_key = f"visible_ttft_line_{page}"
+    reported = _reported(key)
+    if reported is None:
+        # Not in the fragment run of a report: the probe is on the page (and is the one to report).
+        arms, body = (COMPARE_ARMS, COMPARE_BODY) if page == "compare" else (CHAT_ARMS, CHAT_BODY)
+        result = _probe(
+            data={"target": target, "arms": list(arms), "body": body},
+            key=key,
+            height=0,
+            on_seen_change=lambda: None,
+        )
+        reported = result.seen if result is not None else None
+    # In the fragment run of a report the probe is not drawn again (it would re-send its code;
+    # its watch on the page lives on, and the next run draws it again).
     if isinstance(reported, dict) and reported.get("target") == target and target is not None:
         try:
             seen = Seen(str(reported["target"]), float(reported["seconds"]))
@@ -170,3 +179,11 @@ def _probe_fragment(page: str, target: str | None, on_seen: Callable[[Seen], str
     shown = state.get(shown_key)
     if shown and shown[0] == target:
         st.caption(shown[1])
+
+
+def _reported(key: str) -> object | None:
+    """The probe's report, when this run is the one it caused (a trigger lasts one run)."""
+    try:
+        return (st.session_state.get(key) or {}).get("seen")
+    except Exception:  # no state for the probe in this run: it reports through its result
+        return None
