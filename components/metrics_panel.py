@@ -26,7 +26,7 @@ SOURCE_TEXT = {  # short: every live update of a metric re-sends its help text
     metrics.EXACT: "Source: counted with the model's tokenizer.",
     metrics.APPROXIMATE: "Source: approximate count (cl100k_base tokenizer).",
 }
-SPARK_POINTS = 20   # the sparkline's points: each is re-sent with every update while streaming
+SPARK_POINTS = 20  # the sparkline's points: each is re-sent with every update while streaming
 PANEL_EVERY_S = 0.5  # numbers refresh twice a second: readable, and cheap on the websocket
 # (each st.metric update re-sends its label and help text: ~300 bytes)
 
