@@ -16,6 +16,7 @@ import streamlit as st
 from streamchat import metrics as metrics_mod
 from streamchat.kinds import Source
 from streamchat.markdown_safety import Piece, escape_markdown, message_pieces
+from streamchat.messages import figures
 from streamchat.stop_rules import HIDDEN
 
 from . import visible_ttft
@@ -62,7 +63,7 @@ class MessageSlots:
 
 def shown_content(message: dict, hide_matches: bool) -> str:
     """The text to show: with the part a stop rule matched hidden, if the user asked for that."""
-    rule = (message.get("metrics") or {}).get("stop_rule")
+    rule = figures(message).get("stop_rule")
     text = message["content"]
     if hide_matches and rule and rule["end"] > rule["start"]:
         return text[: rule["start"]] + HIDDEN + text[rule["end"] :]
@@ -117,7 +118,7 @@ def render_message(
         st.empty()
     if message["role"] == "assistant":
         render_saved_thinking(slots.thinking, message)
-        metrics = message.get("metrics") or {}
+        metrics = figures(message)
         rule = metrics.get("stop_rule")
         with slots.outcome.container():
             summary = " · ".join(p for p in (message.get("summary"), visible_ttft.footer_part(metrics)) if p)
@@ -185,7 +186,7 @@ def render_saved_thinking(slot, message: dict) -> None:
     if not reasoning:
         slot.empty()
         return
-    saved = message.get("metrics") or {}
+    saved = figures(message)
     tokens = saved.get("reasoning_tokens") or {}
     label = folded_label(
         (saved.get("thinking_s") or {}).get("value"),

@@ -34,6 +34,7 @@ from streamchat import metrics
 from streamchat.chat import ChatSession
 from streamchat.inputs import MAX_MESSAGE_CHARS
 from streamchat.kinds import ErrorKind, MessageState
+from streamchat.messages import figures
 from streamchat.presets import EXAMPLE_PROMPTS
 from streamchat.replies import ActiveReply
 
@@ -149,8 +150,8 @@ def message_actions(conversation_id: str, message: dict, is_last: bool, recorded
         return
     if not is_last:
         return
-    figures = message.get("metrics") or {}
-    cut_off = message["state"] == MessageState.STOPPED or figures.get("finish_reason") == "length"
+    saved = figures(message)
+    cut_off = message["state"] == MessageState.STOPPED or saved.get("finish_reason") == "length"
     row = st.container(horizontal=True, gap="small")
     label = (
         "🔁 Retry" if message["state"] in (MessageState.FAILED, MessageState.STREAMING) else "🔁 Regenerate"
@@ -170,7 +171,7 @@ def message_actions(conversation_id: str, message: dict, is_last: bool, recorded
             args=(conversation_id, message, options),
             help="The model carries on from where this reply stopped.",
         )
-    if figures.get("error_kind") == ErrorKind.CONTEXT_LENGTH and chat.can_trim(conversation_id):
+    if saved.get("error_kind") == ErrorKind.CONTEXT_LENGTH and chat.can_trim(conversation_id):
         row.button(
             "✂️ Trim oldest messages and retry",
             key="trim-last",
@@ -234,7 +235,7 @@ def show_live(reply: ActiveReply, draw_history: Callable[[], None] = lambda: Non
         # One snapshot for the chat's timer and the panel's, so they agree; computed only when
         # one of them shows it (it costs time that grows with the reply).
         waiting_shown = not g.token_times and not finished
-        figures = metrics.current(g) if waiting_shown or panel.due(g) else None
+        snapshot = metrics.current(g) if waiting_shown or panel.due(g) else None
         thinking.render(g)
         if g.answer_restarts != shown[2]:  # text before a late </think> was thinking
             shown[2] = g.answer_restarts
@@ -244,10 +245,10 @@ def show_live(reply: ActiveReply, draw_history: Callable[[], None] = lambda: Non
         if shown[1] and (any(shown[0]) or finished):
             shown[1] = False
             draw_history()
-        waiting.show(status_text(g, figures) if waiting_shown else "")
+        waiting.show(status_text(g, snapshot) if waiting_shown else "")
         near_slot.show(near_miss_text(g))
-        if figures is not None:
-            panel.update(g, figures)
+        if snapshot is not None:
+            panel.update(g, snapshot)
 
     # The first text (of the thinking, of the answer) goes out at once, not at the next frame:
     # that is the visible TTFT.

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from .generation import GenerationParams, GenerationRequest, Timeouts
 from .inputs import clean_user_message
 from .kinds import MessageState
+from .messages import Message, figures
 from .replies import (
     ActiveReply,
     get_flusher,
@@ -29,7 +30,6 @@ from .replies import (
 from .runner import EndpointSource, Runner
 from .store import APPEND, Store
 
-Message = dict[str, Any]
 SUPERSEDED_SAVE_WAIT_S = 2.0  # a reply replaced by a new request: wait this long for its save
 
 
@@ -212,5 +212,4 @@ class ChatSession:
         """A browser-measured visible TTFT for a reply: kept with it and its run (once); the
         reply's saved figures."""
         self.store.record_visible_ttft(message_id, seconds)
-        message = self.store.get_message(message_id)
-        return ((message or {}).get("metrics") or {}) if message else {}
+        return figures(self.store.get_message(message_id))

@@ -12,9 +12,10 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import metrics, recording
 from .generation import Generation, GenerationRequest
@@ -34,7 +35,10 @@ SAVE_RETRY_S = 5.0  # a final save that met a locked database is tried again aft
 SAVE_ATTEMPTS = 12  # …this many times in all (each attempt itself waits Store.write_patience)
 
 
-def is_sent(message: dict[str, Any]) -> bool:
+_M = TypeVar("_M", bound=Mapping[str, Any])  # a message of any shape the store gives
+
+
+def is_sent(message: Mapping[str, Any]) -> bool:
     """User messages, and the assistant replies that were kept (done or stopped with text)."""
     return message["role"] == "user" or (
         message["role"] == "assistant" and bool(message["content"]) and message["state"] in SENDABLE_STATES
@@ -42,7 +46,7 @@ def is_sent(message: dict[str, Any]) -> bool:
 
 
 def history_for_request(
-    messages: list[dict[str, Any]], system_prompt: str = "", skip_oldest: int = 0
+    messages: Sequence[Mapping[str, Any]], system_prompt: str = "", skip_oldest: int = 0
 ) -> tuple[dict[str, Any], ...]:
     """What the model sees: the system prompt, then the messages that are sent (see is_sent),
     leaving out the `skip_oldest` first ones (trimmed to fit the model's context). Only role and
@@ -53,7 +57,7 @@ def history_for_request(
     return tuple(out)
 
 
-def trim_more(base: list[dict[str, Any]], already: int) -> int:
+def trim_more(base: Sequence[Mapping[str, Any]], already: int) -> int:
     """Where to cut next to leave out about half of the earlier messages: always just before a
     user message, so the turns still alternate (some chat templates reject anything else).
     `base` ends with the user message being answered, which is never cut."""
@@ -65,12 +69,12 @@ def trim_more(base: list[dict[str, Any]], already: int) -> int:
     return next((i for i in users if i >= middle), users[-1])
 
 
-def left_out(base: list[dict[str, Any]], skip: int) -> int:
+def left_out(base: Sequence[Mapping[str, Any]], skip: int) -> int:
     """How many messages that would have been sent a cut at `skip` leaves out."""
     return sum(is_sent(m) for m in base[:skip])
 
 
-def up_to_last_user_message(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def up_to_last_user_message(messages: list[_M]) -> list[_M]:
     """The conversation as it was when the last user message was sent (for Retry)."""
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
     return messages[: last_user + 1]

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import migrations
 from .kinds import MessageState, RunSource
+from .messages import Message
 from .records import run_fields_from_generation as run_fields_from_generation  # for existing callers
 from .records import safe_base_url as safe_base_url  # for existing callers
 from .records import to_json
@@ -105,11 +106,11 @@ def _clean(value: Any) -> Any:
     return clean_text(value) if isinstance(value, str) else value
 
 
-def _message_row(row: sqlite3.Row) -> dict[str, Any]:
+def _message_row(row: sqlite3.Row) -> Message:
     d = dict(row)
     raw = d.pop("metrics_json")
     d["metrics"] = json.loads(raw) if raw else None
-    return d
+    return cast(Message, d)
 
 
 def _run_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -284,14 +285,14 @@ class Store:
         with self._connect(write=True) as conn:
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
-    def conversation_messages(self, conversation_id: str) -> list[dict[str, Any]]:
+    def conversation_messages(self, conversation_id: str) -> list[Message]:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (conversation_id,)
             )
             return [_message_row(r) for r in rows]
 
-    def conversation_path(self, conversation_id: str, up_to: str | None = None) -> list[dict[str, Any]]:
+    def conversation_path(self, conversation_id: str, up_to: str | None = None) -> list[Message]:
         """The messages of the current branch (or of the branch ending at message `up_to`), root
         first. Each has `siblings` (ids of the versions at its place, oldest first) and `version`
         (its 1-based index among them)."""
@@ -305,12 +306,12 @@ class Store:
         children: dict[str | None, list[str]] = {}
         for m in messages:
             children.setdefault(m["parent_id"], []).append(m["id"])
-        node: dict[str, Any] | None = by_id.get(up_to or conv.get("leaf_id")) or messages[-1]
-        path = []
+        node: Message | None = by_id.get(str(up_to or conv.get("leaf_id") or "")) or messages[-1]
+        path: list[Message] = []
         while node is not None:
             siblings = children[node["parent_id"]]
             path.append({**node, "siblings": siblings, "version": siblings.index(node["id"]) + 1})
-            node = by_id.get(node["parent_id"])
+            node = by_id.get(node["parent_id"] or "")
         return path[::-1]
 
     def switch_branch(self, conversation_id: str, message_id: str) -> None:
@@ -432,7 +433,7 @@ class Store:
             if row is not None:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), row[0]))
 
-    def get_message(self, message_id: str) -> dict[str, Any] | None:
+    def get_message(self, message_id: str) -> Message | None:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
             return _message_row(row) if row else None
