@@ -18,6 +18,7 @@ import types
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 from streamlit.testing.v1 import AppTest
 
 from streamchat.runner import Runner
@@ -27,7 +28,7 @@ from tests.harness.scripted_server import ScriptedServer, scripted_server_proces
 TIERS = ("unit", "engine", "model", "app", "e2e")
 # What puts a test in a tier: these harness objects, referred to by the test function or by a
 # fixture it uses (directly or through other fixtures), or these fixtures of this file.
-E2E_USES = {"chromium": chromium, "streamlit_app": streamlit_app}
+E2E_USES = {"chromium": chromium, "streamlit_app": streamlit_app, "sync_playwright": sync_playwright}
 MODEL_FIXTURES = {"local_model"}
 APP_USES = {"AppTest": AppTest}
 ENGINE_USES = {"Runner": Runner, "ScriptedServer": ScriptedServer,
@@ -61,14 +62,15 @@ def tiers_of(item: pytest.Function) -> list[str]:
             funcs.append(defs[-1].func)     # the definition this test gets
     fixtures = set(item.fixturenames)
     out = []
+    module_globals = vars(item.module) if item.module is not None else {}
     if any(_uses(f, E2E_USES) for f in funcs):
         out.append("e2e")
     if fixtures & MODEL_FIXTURES:
         out.append("model")
     if out:
         return out
-    if any(_uses(f, APP_USES) for f in funcs):
-        return ["app"]
+    if any(_uses(f, APP_USES) for f in funcs) or module_globals.get("AppTest") is AppTest:
+        return ["app"]   # (also a module whose tests reach AppTest through a helper)
     if any(_uses(f, ENGINE_USES) for f in funcs):
         return ["engine"]
     return ["unit"]
