@@ -50,3 +50,27 @@ def test_a_selected_run_without_recording_says_so(open_page, tmp_path):
         at = select_newest(open_page(srv, "runs"))
         assert not any("Selected run" in s.value for s in at.subheader)
         assert any("no recording" in c.value for c in at.caption)
+
+
+
+def test_the_share_menu_lists_every_link_of_yours_this_chats_first(open_page, tmp_path):
+    store = Store(tmp_path / "data")
+    this, other = store.create_conversation("this one"), store.create_conversation("the other one")
+    for cid in (this, other):
+        store.add_message(cid, "user", "hello")
+    store.create_share(None, conversation_id=other)
+    store.create_share(None, conversation_id=this)
+    revoked = store.create_share(None, conversation_id=other)
+    store.revoke_share(revoked, None)
+    store.close()
+    with ScriptedServer(Script(tokens=3, rate=0)) as srv:
+        at = open_page(srv, "chat")
+        at.session_state["conversation_id"] = this   # as a click on it in the list does
+        at.run()
+        assert not at.exception
+        captions = [c.value for c in at.sidebar.caption]
+        labels = [c for c in captions if c == "This chat" or c.startswith("Chat:")]
+        assert labels == ["This chat", "Chat: the other one"], captions
+        links = [c.value for c in at.sidebar.code if "?share=" in c.value]
+        assert len(links) == 2 and not any(revoked in link for link in links)
+        assert len([b for b in at.sidebar.button if b.label == "Revoke"]) == 2
