@@ -389,15 +389,15 @@ def measure_sidebar_figures(browser, url: str, srv, spec: dict, expected: dict) 
 
 
 def measure_turn_bytes(browser, url: str, srv, path: str) -> dict:
-    """Websocket bytes of one page load of a conversation, then of one turn in it: before its first
-    token (the page drawn again with the user's message) and from the first token on (live)."""
+    """Websocket bytes of one page load of a conversation, then of one turn in it (the page drawn
+    again once, and the reply)."""
     first, last = markers(TURN_SCRIPT)
     srv.reset()
     srv.queue(TURN_SCRIPT)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        meter = WebSocketMeter(page, markers=[first])
+        meter = WebSocketMeter(page)
         page.goto(url + path, timeout=30_000)
         page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
         wait_idle(page, timeout=60)
@@ -408,12 +408,10 @@ def measure_turn_bytes(browser, url: str, srv, path: str) -> dict:
         watch.wait_for_marker(last, timeout=60)
         wait_idle(page, timeout=60)
         page.wait_for_timeout(500)   # the visible-TTFT report's fragment run, if any
-        total, frames, t_first = meter.bytes_received, list(meter.frames), meter.marker_times.get(first)
+        total = meter.bytes_received
     finally:
         context.close()
-    before = sum(n for t, n in frames if t_first is None or t < t_first)
-    return {"page_load_bytes": load_bytes, "turn_bytes": total, "before_first_token_bytes": before,
-            "live_bytes": total - before, "history_sent_ratio": before / load_bytes if load_bytes else None}
+    return {"page_load_bytes": load_bytes, "turn_bytes": total}
 
 
 def measure_compare_seen(browser, url: str, srv) -> dict:

@@ -7,7 +7,7 @@ import streamlit as st
 from streamchat import export, export_page
 from streamchat.replies import flusher
 
-from .identity import listed_owner, may_open, session_owner
+from .identity import listed_owner, may_open
 from .share import share_links
 
 QUERY_KEY = "c"
@@ -34,12 +34,6 @@ def open_conversation(conversation_id: str | None) -> None:
         st.query_params[QUERY_KEY] = conversation_id
     elif QUERY_KEY in st.query_params:
         del st.query_params[QUERY_KEY]
-
-
-def create_conversation(store) -> str:
-    conversation_id = store.create_conversation(owner=session_owner())
-    open_conversation(conversation_id)
-    return conversation_id
 
 
 def _delete(store, conversation_id: str) -> None:

@@ -586,11 +586,6 @@ class Store:
             )
             return [r[0] for r in rows]
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            return _run_row(row) if row else None
-
     # ---- read-only share links ----
     def create_share(
         self, owner: str | None, *, conversation_id: str | None = None, run_id: int | None = None

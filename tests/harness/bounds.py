@@ -8,13 +8,9 @@ streaming for far longer than PROMPTLY_S.
 PROMPTLY_S = 1.5
 
 
-# The server stamps a chunk just after writing it; on a loaded machine the client can read and
-# stamp it first, by as much as a thread switch.
-STAMP_SLACK_S = 0.1
-
-
 def follows(measured: float, actual: float) -> bool:
     """A client-side time (from "request sent") against the server's own record of the same event
-    on the same clock: not before it (but for STAMP_SLACK_S), late by at most PROMPTLY_S. How close
-    it comes on a quiet machine (within 3 % of the schedule) is a `make bench` figure."""
-    return actual - STAMP_SLACK_S <= measured < actual + PROMPTLY_S
+    on the same clock (stamped just before the server writes it): never before it, late by at most
+    PROMPTLY_S. How close it comes on a quiet machine (within 3 % of the schedule) is a `make bench`
+    figure."""
+    return actual - 0.002 <= measured < actual + PROMPTLY_S

@@ -739,9 +739,10 @@ class ScriptedServer(ServerControl):
                             "usage": usage}
             if s.timings:
                 payload["timings"] = _timings(s, usage["prompt_tokens"], n_thinking + len(tokens))
+            t_write = time.perf_counter()   # stamped before writing: the client cannot read it sooner
             await r.full(200, b"{not json" if s.malformed_after is not None else payload, s.response_headers())
             rec.tokens_sent, rec.reasoning_sent = n_thinking + len(tokens), n_thinking
-            rec.t_first_content_sent = rec.t_last_content_sent = time.perf_counter()
+            rec.t_first_content_sent = rec.t_last_content_sent = t_write
             rec.t_first_answer_sent = rec.t_first_content_sent if tokens else None
             rec.completed, rec.outcome = True, "completed"
             return True
@@ -778,10 +779,11 @@ class ScriptedServer(ServerControl):
             if e == len(events):
                 break
             await _sleep_until(t_first + i * period)
+            t_write = time.perf_counter()   # stamped before writing: the client cannot read it sooner
             await r.event(chunk(delta))
             rec.tokens_sent += 1
             rec.reasoning_sent += kind == "reasoning"
-            rec.t_last_content_sent = time.perf_counter()
+            rec.t_last_content_sent = t_write
             rec.t_first_content_sent = rec.t_first_content_sent or rec.t_last_content_sent
             if kind == "answer" and rec.t_first_answer_sent is None:
                 rec.t_first_answer_sent = rec.t_last_content_sent
