@@ -1,9 +1,10 @@
-"""Streaming vs non-streaming on the same prompt: "the first words in a tenth of a second; the whole
-reply takes as long either way", measured.
+"""Lanes racing on one prompt: by default streaming vs non-streaming on the same model ("the first
+words in a tenth of a second; the whole reply takes as long either way"), or 2–4 lanes of any
+endpoints, models and stream settings (streamchat.lanes), measured.
 
-A Comparison runs the same request (messages, model, params) with stream=True and stream=False
-through the shared Runner, `repeat` times, on a background thread; the UI or the CLI reads its
-pairs while it runs and summarises them when it is done. No Streamlit here.
+A Comparison runs the same messages in every lane through the shared Runner, `repeat` times, on
+a background thread; the UI or the CLI reads its rounds while it runs and summarises them when it
+is done. A lane that fails stays failed on its own: the others go on. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import metrics
 from .generation import DONE, FAILED, STOPPED, Generation, GenerationParams, GenerationRequest, Timeouts
 from .kinds import CompareMode, ErrorKind, Mode, RunSource
+from .lanes import LANE_COLORS, Lane, check_lanes, default_lanes, is_default_pair
 from .runner import EndpointSource, Runner, get_runner
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ SIDES = (STREAM, NON_STREAM)
 SIDE_LABELS = {STREAM: "Streaming", NON_STREAM: "Non-streaming"}
 # One colour per side wherever the two are drawn (Compare, Runs): Okabe–Ito orange and blue,
 # told apart with every common colour-vision deficiency and on a washed-out projector.
-SIDE_COLORS = {STREAM: "#E69F00", NON_STREAM: "#0072B2"}
+SIDE_COLORS = {STREAM: LANE_COLORS[0], NON_STREAM: LANE_COLORS[1]}
 
 SEQUENTIAL = CompareMode.SEQUENTIAL
 RACE = CompareMode.RACE
@@ -55,22 +57,47 @@ DoneHook = Callable[[Generation, str], object]  # what it returns is ignored
 
 
 @dataclass
-class ComparePair:
-    index: int  # 0-based repeat number
-    stream: Generation | None = None
-    whole: Generation | None = None  # the stream=False generation
-    stream_first: bool = True  # which side was started first (sequential mode alternates)
+class CompareRound:
+    """One repeat: each lane's generation (a lane not started yet, or skipped, has none)."""
 
-    def get(self, side: str) -> Generation | None:
-        return self.stream if side == STREAM else self.whole
+    index: int  # 0-based repeat number
+    order: tuple[str, ...] = ()  # lane keys in the order they were (or will be) started
+    runs: dict[str, Generation] = dataclasses.field(default_factory=dict)
+
+    def get(self, lane_key: str) -> Generation | None:
+        return self.runs.get(lane_key)
+
+    @property
+    def stream(self) -> Generation | None:  # the default pair's sides
+        return self.runs.get(STREAM)
+
+    @property
+    def whole(self) -> Generation | None:
+        return self.runs.get(NON_STREAM)
+
+    @property
+    def stream_first(self) -> bool:
+        return bool(self.order) and self.order[0] == STREAM
 
     @property
     def generations(self) -> list[Generation]:
-        return [g for g in (self.stream, self.whole) if g is not None]
+        return [self.runs[k] for k in self.order if k in self.runs]
 
     @property
     def is_finished(self) -> bool:
         return all(g.is_finished for g in self.generations)
+
+    @property
+    def send_spread_s(self) -> float | None:
+        """How far apart the lanes' requests were sent (race mode: should be milliseconds)."""
+        sent = [g.t_sent for g in self.generations if g.t_sent is not None]
+        return max(sent) - min(sent) if len(sent) > 1 else None
+
+
+def pair(index: int, stream: Generation | None = None, whole: Generation | None = None) -> CompareRound:
+    """A round of the default pair (for tests and tools that build one by hand)."""
+    runs = {k: g for k, g in ((STREAM, stream), (NON_STREAM, whole)) if g is not None}
+    return CompareRound(index, (STREAM, NON_STREAM), runs)
 
 
 def validate(repeat: Any, mode: Any) -> tuple[int, str]:
@@ -83,13 +110,18 @@ def validate(repeat: Any, mode: Any) -> tuple[int, str]:
 
 
 class Comparison:
-    """Run with start(); read pairs/current/progress/is_finished/error from any thread; stop() any time."""
+    """Run with start(); read rounds/current/progress/is_finished/error from any thread; stop()
+    or stop_lane() any time.
+
+    `lanes` (2–4, streamchat.lanes) or, without them, `endpoint`: streaming vs non-streaming.
+    A lane's own temperature / max_tokens override `params` for that lane."""
 
     def __init__(
         self,
         messages: Iterable[dict[str, str]],
-        endpoint: EndpointSource,
+        endpoint: EndpointSource | None = None,
         *,
+        lanes: Iterable[Lane] | None = None,
         params: GenerationParams = GenerationParams(),
         repeat: int = 1,
         mode: str = SEQUENTIAL,
@@ -102,38 +134,63 @@ class Comparison:
         self.messages = tuple(dict(m) for m in messages)
         if not self.messages:
             raise ValueError("messages must not be empty.")
-        self.endpoint = endpoint
+        if lanes is None:
+            if endpoint is None:
+                raise ValueError("give an endpoint or lanes.")
+            lanes = default_lanes(endpoint)
+        self.lanes = check_lanes(lanes)
+        self.endpoint = self.lanes[0].endpoint
         self.params = params_for_comparison(params)
         self.timeouts = timeouts
         self.on_generation_done = on_generation_done
         # The first request of a process pays for connection setup and lazy imports in the
         # client (~40 ms here, more under load), and the server's prompt cache is cold; a warm-up
-        # request, uncounted, keeps that off whichever side would go first.
+        # request per endpoint, uncounted, keeps that off whichever lane would go first.
         self.warmup = warmup
-        self.warmup_generation: Generation | None = None
+        self.warmup_generations: dict[str, Generation] = {}
         self.error: str | None = None  # the comparison itself broke (not a failed generation)
         self._runner = runner
-        self._pairs: list[ComparePair] = []
+        self._rounds: list[CompareRound] = []
         self._lock = threading.Lock()  # orders "start a generation" against stop()
         self._stopping = threading.Event()
+        self._stopped_lanes: set[str] = set()  # Stop pressed for the lane: start no more of it
+        self._dropped: dict[str, str] = {}  # lane key → why it is not run again (a fatal error)
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ---- reading, any thread -------------------------------------------------------------
     @property
-    def pairs(self) -> list[ComparePair]:
-        return list(self._pairs)
+    def lane_keys(self) -> list[str]:
+        return [lane.key for lane in self.lanes]
+
+    def lane(self, key: str) -> Lane:
+        return next(lane for lane in self.lanes if lane.key == key)
 
     @property
-    def current(self) -> ComparePair | None:
-        """The pair being run; once finished, the last pair run."""
-        return self._pairs[-1] if self._pairs else None
+    def is_default_pair(self) -> bool:
+        return is_default_pair(self.lanes)
+
+    @property
+    def rounds(self) -> list[CompareRound]:
+        return list(self._rounds)
+
+    pairs = rounds  # the default pair's name for them
+
+    @property
+    def warmup_generation(self) -> Generation | None:
+        """The first lane's warm-up (the default pair's only one), once started."""
+        return next(iter(self.warmup_generations.values()), None)
+
+    @property
+    def current(self) -> CompareRound | None:
+        """The round being run; once finished, the last round run."""
+        return self._rounds[-1] if self._rounds else None
 
     @property
     def progress(self) -> tuple[int, int]:
-        """(finished generations, total generations planned), e.g. (3, 10) for repeat=5."""
-        done = sum(g.is_finished for p in self._pairs for g in p.generations)
-        return done, 2 * self.repeat
+        """(finished generations, total generations planned), e.g. (3, 10) for 2 lanes × 5."""
+        done = sum(g.is_finished for r in self._rounds for g in r.generations)
+        return done, len(self.lanes) * self.repeat
 
     @property
     def is_finished(self) -> bool:
@@ -143,17 +200,27 @@ class Comparison:
     def stopped(self) -> bool:
         return self._stopping.is_set()
 
+    def lane_stopped(self, key: str) -> bool:
+        return self._stopping.is_set() or key in self._stopped_lanes
+
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
 
     def summary(self) -> list[dict[str, Any]]:
-        return summarize(self._pairs)
+        return summarize(self._rounds, self.lane_keys)
 
     def outcomes(self) -> dict[str, dict[str, Any]]:
-        return outcomes(self._pairs)
+        return outcomes(self._rounds, self.lane_keys)
 
     def verdict(self) -> str:
-        return verdict(self.summary(), self.outcomes())
+        if self.is_default_pair:
+            return verdict(self.summary(), self.outcomes())
+        return lanes_verdict(self.summary(), self.outcomes(), self.lanes)
+
+    def send_spread_s(self) -> float | None:
+        """Race mode: the widest gap between the lanes' requests being sent, over the rounds."""
+        spreads = [s for r in self._rounds if (s := r.send_spread_s) is not None]
+        return max(spreads) if spreads else None
 
     # ---- control ---------------------------------------------------------------------------
     def start(self) -> Comparison:
@@ -164,12 +231,20 @@ class Comparison:
         return self
 
     def stop(self) -> None:
-        """Stop the generations in flight (the runner closes their connections); start no more."""
+        """Stop every lane's generation in flight (the runner closes their connections at once);
+        start no more."""
         with self._lock:
             self._stopping.set()
-            in_flight = [g for p in self._pairs for g in p.generations if not g.is_finished]
-            if self.warmup_generation is not None:
-                in_flight.append(self.warmup_generation)
+            in_flight = [g for r in self._rounds for g in r.generations if not g.is_finished]
+            in_flight += [g for g in self.warmup_generations.values() if not g.is_finished]
+        for g in in_flight:
+            g.stop()
+
+    def stop_lane(self, key: str) -> None:
+        """Stop one lane: its generation in flight, and its later repeats; the others go on."""
+        with self._lock:
+            self._stopped_lanes.add(key)
+            in_flight = [g for r in self._rounds if (g := r.get(key)) is not None and not g.is_finished]
         for g in in_flight:
             g.stop()
 
@@ -179,27 +254,26 @@ class Comparison:
             runner = self._runner or get_runner()
             if self.warmup:
                 self._warm_up(runner)
+            keys = self.lane_keys
             for i in range(self.repeat):
-                if self._stopping.is_set():
+                if self._stopping.is_set() or not self._runnable(keys):
                     break
-                # Alternate who goes first so warm caches and ordering favour neither side.
-                pair = ComparePair(i, stream_first=(i % 2 == 0))
-                self._pairs.append(pair)
-                order = (True, False) if pair.stream_first else (False, True)
+                # Rotate who goes first so warm caches and ordering favour no lane.
+                shift = i % len(keys)
+                rnd = CompareRound(i, tuple(keys[shift:] + keys[:shift]))
+                self._rounds.append(rnd)
                 if self.mode == RACE:
-                    started = [g for g in (self._launch(runner, pair, s) for s in order) if g]
-                    for g in started:
-                        self._await(g)
+                    started = self._launch_together(runner, rnd)
+                    for key, g in started:
+                        self._await(g, key)
                 else:
-                    for stream in order:
-                        launched = self._launch(runner, pair, stream)
+                    for key in rnd.order:
+                        launched = self._launch(runner, rnd, key)
                         if launched is not None:
-                            self._await(launched)
-                if any(
-                    g.state == FAILED and g.error and g.error.kind in FATAL_ERROR_KINDS
-                    for g in pair.generations
-                ):
-                    break
+                            self._await(launched, key)
+                for key, g in rnd.runs.items():
+                    if g.state == FAILED and g.error and g.error.kind in FATAL_ERROR_KINDS:
+                        self._dropped.setdefault(key, g.error.message)
         except Exception as exc:
             log.exception("comparison failed")
             self.error = f"The comparison stopped unexpectedly: {type(exc).__name__}: {str(exc)[:200]}"
@@ -207,45 +281,91 @@ class Comparison:
         finally:
             self._finished.set()
 
-    def _warm_up(self, runner: Runner) -> None:
-        """One streamed request, same messages, max_tokens=1, not counted.
+    def _runnable(self, keys: list[str]) -> list[str]:
+        return [k for k in keys if k not in self._dropped and k not in self._stopped_lanes]
 
-        Left to finish so its connection stays in the pool (a TLS handshake is part of the cold
-        start); stopped shortly after its first text if the server ignores max_tokens."""
-        request = GenerationRequest(
-            self.messages,
-            stream=True,
-            timeouts=self.timeouts,
-            params=dataclasses.replace(self.params, max_tokens=1),
-        )
+    def lane_params(self, lane: Lane) -> GenerationParams:
+        changes: dict[str, Any] = {}
+        if lane.temperature is not None:
+            changes["temperature"] = lane.temperature
+        if lane.max_tokens is not None:
+            changes["max_tokens"] = lane.max_tokens
+        return dataclasses.replace(self.params, **changes) if changes else self.params
+
+    def _warm_up(self, runner: Runner) -> None:
+        """One streamed request per lane's endpoint, all at once, same messages, max_tokens=1,
+        not counted.
+
+        Each is left to finish so its connection stays in the pool (a TLS handshake is part of
+        the cold start); stopped shortly after its first text if the server ignores max_tokens,
+        or after WARMUP_MAX_S of prefill."""
         with self._lock:
             if self._stopping.is_set():
                 return
-            g = self.warmup_generation = runner.start(request, self.endpoint)
+            warmed: list[EndpointSource] = []
+            for lane in self.lanes:
+                if lane.endpoint in warmed:  # one per endpoint: the default pair warms up once
+                    continue
+                warmed.append(lane.endpoint)
+                request = GenerationRequest(
+                    self.messages,
+                    stream=True,
+                    timeouts=self.timeouts,
+                    params=dataclasses.replace(self.lane_params(lane), max_tokens=1),
+                )
+                self.warmup_generations[lane.key] = runner.start(request, lane.endpoint)
         deadline = time.monotonic() + WARMUP_MAX_S
-        while not g.wait(0.01) and g.t_first_token is None and time.monotonic() < deadline:
-            pass
-        if not g.wait(WARMUP_GRACE_S):
-            g.stop()
+        pending = list(self.warmup_generations.values())
+        first_text: dict[int, float] = {}
+        while pending:
+            now = time.monotonic()
+            for g in list(pending):
+                if g.is_finished:
+                    pending.remove(g)
+                    continue
+                if g.t_first_token is not None:
+                    first_text.setdefault(g.id, now)
+                    if now - first_text[g.id] > WARMUP_GRACE_S:
+                        g.stop()
+                elif now > deadline:
+                    g.stop()
+            if pending:
+                pending[0].wait(0.01)
+        for g in self.warmup_generations.values():
             g.wait()
 
-    def _launch(self, runner: Runner, pair: ComparePair, stream: bool) -> Generation | None:
-        request = GenerationRequest(self.messages, stream=stream, params=self.params, timeouts=self.timeouts)
+    def _request(self, lane: Lane) -> GenerationRequest:
+        return GenerationRequest(
+            self.messages, stream=lane.stream, params=self.lane_params(lane), timeouts=self.timeouts
+        )
+
+    def _launch(self, runner: Runner, rnd: CompareRound, key: str) -> Generation | None:
+        lane = self.lane(key)
+        request = self._request(lane)
         with self._lock:
-            if self._stopping.is_set():
+            if self.lane_stopped(key) or key in self._dropped:
                 return None
-            g = runner.start(request, self.endpoint)
-            if stream:
-                pair.stream = g
-            else:
-                pair.whole = g
+            g = rnd.runs[key] = runner.start(request, lane.endpoint)
         return g
 
-    def _await(self, g: Generation) -> None:
+    def _launch_together(self, runner: Runner, rnd: CompareRound) -> list[tuple[str, Generation]]:
+        """Race: every runnable lane's request built first, then all started back to back
+        (each start is a hand-off to the runner's loop, well under a millisecond)."""
+        requests = [(key, self._request(self.lane(key))) for key in rnd.order]
+        started = []
+        with self._lock:
+            for key, request in requests:
+                if self.lane_stopped(key) or key in self._dropped:
+                    continue
+                rnd.runs[key] = runner.start(request, self.lane(key).endpoint)
+                started.append((key, rnd.runs[key]))
+        return started
+
+    def _await(self, g: Generation, key: str) -> None:
         g.wait()  # bounded: the request's timeouts end every generation
         if self.on_generation_done is not None:
             try:
-                self.on_generation_done(g, STREAM if g.request.stream else NON_STREAM)
+                self.on_generation_done(g, key)
             except Exception as exc:  # a broken listener must not end the comparison
                 log.exception("on_generation_done failed")
                 self.error = f"Could not record a run: {type(exc).__name__}: {str(exc)[:200]}"
@@ -260,13 +380,15 @@ def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | No
     from .records import run_fields_from_generation
     from .replies import save_recording
 
-    # One group per pair (repeat): the two sides are replayed side by side. The n-th run of a
-    # side ends after the (n-1)-th of the same side, in either mode.
+    # One group per round (repeat): its lanes are replayed side by side. The n-th run of a lane
+    # ends after the (n-1)-th of the same lane, in either mode. Every run of the comparison
+    # carries its id and lane, so the Runs page can show them together.
     comparison_id = uuid.uuid4().hex
     done_per_side: dict[str, int] = {}
 
     def hook(generation: Generation, side: str) -> int:
-        run_id: int = store.record_run(**run_fields_from_generation(generation, source=source), owner=owner)
+        fields = run_fields_from_generation(generation, source=source)
+        run_id: int = store.record_run(**fields, owner=owner, compare_id=comparison_id, lane=side)
         group = f"{comparison_id}-{done_per_side.get(side, 0)}"
         done_per_side[side] = done_per_side.get(side, 0) + 1
         save_recording(
@@ -278,8 +400,9 @@ def record_to_store(store: Any, source: str = RunSource.COMPARE, owner: str | No
 
 
 # ---- numbers --------------------------------------------------------------------------------
-def generation_values(g: Generation) -> dict[str, Any]:
-    """The per-run numbers the comparison is about (None where not known)."""
+def generation_values(g: Generation, lane: str | None = None) -> dict[str, Any]:
+    """The per-run numbers the comparison is about (None where not known); `side` is the lane's
+    key (by default the request's mode: the default pair's keys)."""
     m = metrics.compute(g)
     e2e = m.e2e.value
     tokens = m.output_tokens.value
@@ -298,7 +421,8 @@ def generation_values(g: Generation) -> dict[str, Any]:
         first_text = first_answer = e2e
         rate = tokens / e2e if tokens and e2e else None
     return {
-        "side": STREAM if g.request.stream else NON_STREAM,
+        "side": lane or (STREAM if g.request.stream else NON_STREAM),
+        "stream": g.request.stream,
         "state": g.state,
         "first_text_s": first_text,
         "first_answer_s": first_answer if g.text else None,
@@ -318,9 +442,28 @@ def generation_values(g: Generation) -> dict[str, Any]:
     }
 
 
-def run_rows(pairs: Iterable[ComparePair]) -> list[dict[str, Any]]:
-    """One row per generation: repeat number, side, state and its numbers."""
-    return [{"repeat": p.index + 1, **generation_values(g)} for p in pairs for g in p.generations]
+def run_rows(rounds: Iterable[CompareRound]) -> list[dict[str, Any]]:
+    """One row per generation: repeat number, lane (`side`), state and its numbers."""
+    return [
+        {"repeat": r.index + 1, **generation_values(g, key)}
+        for r in rounds
+        for key in r.order
+        if (g := r.get(key)) is not None
+    ]
+
+
+def _lane_keys(rounds: list[CompareRound], lane_keys: Iterable[str] | None) -> list[str]:
+    if lane_keys is not None:
+        return list(lane_keys)
+    keys: dict[str, None] = {}
+    for r in rounds:
+        keys.update(dict.fromkeys(sorted(r.runs, key=lambda k: (k not in SIDES, k))))
+    return list(keys) or list(SIDES)
+
+
+def stat_prefix(lane_key: str) -> str:
+    """The prefix of a lane's statistics in a summary row: "stream" → stream_median."""
+    return lane_key.replace("-", "_")
 
 
 # metric key, label, unit, help. Labels stay short (a table column at 1280 px, a projector);
@@ -357,26 +500,29 @@ REASONING_ROWS = (
 )
 
 
-def summarize(pairs: Iterable[ComparePair]) -> list[dict[str, Any]]:
-    """One row per metric: median and p95 per side over the runs that finished as done.
+def summarize(rounds: Iterable[CompareRound], lane_keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """One row per metric: median and p95 per lane over the runs that finished as done.
 
-    Row keys: metric, label, unit, help, stream_median, stream_p95, stream_n,
-    non_stream_median, non_stream_p95, non_stream_n (n = runs the statistics are over).
+    Row keys: metric, label, unit, help, and per lane <key>_median, <key>_p95, <key>_n (n = runs
+    the statistics are over; "-" in a key becomes "_"): stream_median … non_stream_n for the
+    default pair.
     """
-    values: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    rounds = list(rounds)
+    keys = _lane_keys(rounds, lane_keys)
+    values: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
     thinking = False
-    for pair in pairs:
-        for g in pair.generations:
-            if g.state == DONE:
-                v = generation_values(g)
-                values[v["side"]].append(v)
+    for r in rounds:
+        for key, g in r.runs.items():
+            if g.state == DONE and key in values:
+                v = generation_values(g, key)
+                values[key].append(v)
                 thinking = thinking or v["has_reasoning"]
     rows = []
     for key, label, unit, help_text in ROWS[:1] + (REASONING_ROWS if thinking else ()) + ROWS[1:]:
         row: dict[str, Any] = {"metric": key, "label": label, "unit": unit, "help": help_text}
-        for side in SIDES:
+        for side in keys:
             xs = [v[key] for v in values[side] if v[key] is not None]
-            prefix = side.replace("-", "_")
+            prefix = stat_prefix(side)
             row[f"{prefix}_median"] = metrics.percentile(xs, 0.5)
             row[f"{prefix}_p95"] = metrics.percentile(xs, 0.95)
             row[f"{prefix}_n"] = len(xs)
@@ -384,14 +530,16 @@ def summarize(pairs: Iterable[ComparePair]) -> list[dict[str, Any]]:
     return rows
 
 
-def outcomes(pairs: Iterable[ComparePair]) -> dict[str, dict[str, Any]]:
-    """Per side: how many runs ended done / stopped / failed, and the distinct error messages."""
+def outcomes(rounds: Iterable[CompareRound], lane_keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per lane: how many runs ended done / stopped / failed, and the distinct error messages."""
+    rounds = list(rounds)
+    keys = _lane_keys(rounds, lane_keys)
     result: dict[str, dict[str, Any]] = {
-        side: {"runs": 0, DONE: 0, STOPPED: 0, FAILED: 0, "errors": []} for side in SIDES
+        side: {"runs": 0, DONE: 0, STOPPED: 0, FAILED: 0, "errors": []} for side in keys
     }
-    for pair in pairs:
-        for side in SIDES:
-            g = pair.get(side)
+    for r in rounds:
+        for side in keys:
+            g = r.get(side)
             if g is None:
                 continue
             out = result[side]
@@ -477,6 +625,65 @@ def verdict(summary: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]] |
         )
         parts.append(f"streaming: {seen}thinking visible after {metrics.format_seconds(first_s)}")
     return "; ".join(parts + notes)
+
+
+def _lane_medians(summary: list[dict[str, Any]], metric: str, lanes: Sequence[Lane]) -> list[tuple[Lane, float]]:
+    row = next((r for r in summary if r["metric"] == metric), {})
+    found = [(lane, row.get(f"{stat_prefix(lane.key)}_median")) for lane in lanes]
+    return sorted(((lane, v) for lane, v in found if v is not None), key=lambda lv: lv[1])
+
+
+def lane_failure(lane: Lane, out: dict[str, Any]) -> str | None:
+    """"lane B failed: <reason>" when none of its runs finished; "2 of 3 B runs did not
+    finish" when some did not; None when all did."""
+    bad = out.get(FAILED, 0) + out.get(STOPPED, 0)
+    if not out.get("runs"):
+        return f"lane {lane.name} did not run"
+    if out.get(DONE, 0) == 0:
+        why = "failed" if out.get(FAILED) else "was stopped"
+        error = f": {out['errors'][0]}" if out.get("errors") else ""
+        return f"lane {lane.name} {why}{error}"
+    if bad:
+        return f"{bad} of {out['runs']} {lane.name} runs did not finish"
+    return None
+
+
+def lanes_verdict(
+    summary: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]], lanes: Sequence[Lane]
+) -> str:
+    """The winner per figure, against the runner-up, in words: "A showed text 3.3× sooner than
+    B; C finished 2.2× faster than A; A decoded 2.0× faster than B", then every lane that did
+    not finish and why ("lane B failed: …")."""
+    parts: list[str] = []
+    first = _lane_medians(summary, "first_text_s", lanes)
+    if len(first) >= 2:
+        (win, a), (second, b) = first[:2]
+        parts.append(
+            f"{win.name} showed text {_times(b / a)} sooner than {second.name}"
+            if a > 0 and b >= a * SAME_RATIO
+            else f"{win.name} and {second.name} showed text at about the same time"
+        )
+    e2e = _lane_medians(summary, "e2e_s", lanes)
+    if len(e2e) >= 2:
+        (win, a), (second, b) = e2e[:2]
+        parts.append(
+            f"{win.name} finished {_times(b / a)} faster than {second.name}"
+            if a > 0 and b >= a * SAME_RATIO
+            else f"{win.name} and {second.name} finished at about the same time"
+        )
+    # Decode speed means something only for streamed lanes (a body has no decode to time).
+    streamed = [lane for lane in lanes if lane.stream]
+    rates = _lane_medians(summary, "tok_per_s", streamed)[::-1]
+    if len(rates) >= 2:
+        (win, a), (second, b) = rates[:2]
+        if b > 0 and a >= b * SAME_RATIO:
+            parts.append(f"{win.name} decoded {_times(a / b)} faster than {second.name}")
+    failures = [f for lane in lanes if (f := lane_failure(lane, outcomes.get(lane.key) or {}))]
+    if len(first) == 1:
+        parts.insert(0, f"Only {first[0][0].name} finished")
+    elif not first:
+        return "No comparison: " + ("; ".join(failures) or "no lane finished")
+    return "; ".join(parts + failures)
 
 
 ANSWER = "answer"

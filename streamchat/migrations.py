@@ -225,6 +225,16 @@ def _m009_shares(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS shares_owner ON shares(owner, created_at)")
 
 
+def _m010_compare_lanes(conn: sqlite3.Connection) -> None:
+    # The runs of one comparison share its compare_id; `lane` is the lane's key ("stream",
+    # "non-stream" for the default pair; the lane's name otherwise).
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column in ("compare_id", "lane"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_compare ON runs(compare_id)")
+
+
 # The registry, in order: migration N is MIGRATIONS[N - 1]. Append only.
 MIGRATIONS: list[Migration] = [
     _m001_initial,
@@ -236,6 +246,7 @@ MIGRATIONS: list[Migration] = [
     _m007_visible_ttft,
     _m008_recordings,
     _m009_shares,
+    _m010_compare_lanes,
 ]
 
 

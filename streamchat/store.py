@@ -71,6 +71,8 @@ RUN_COLUMNS = (
     "thinking_s",
     "reasoning_tokens",
     "visible_ttft_s",
+    "compare_id",
+    "lane",
 )
 
 

@@ -266,13 +266,13 @@ def test_compare_values_and_verdict_tell_thinking_and_answer_apart():
     v = compare.generation_values(stream)
     assert v["first_text_s"] == pytest.approx(1.0) and v["first_answer_s"] == pytest.approx(2.5)
     assert v["thinking_s"] == pytest.approx(59 / 40) and v["reasoning_tokens"] == 60
-    pair = compare.ComparePair(0, stream=stream, whole=whole)
+    pair = compare.pair(0, stream=stream, whole=whole)
     summary = compare.summarize([pair])
     assert [r["metric"] for r in summary][:4] == ["first_text_s", "first_answer_s", "thinking_s",
                                                    "reasoning_tokens"]
     verdict = compare.verdict(summary, compare.outcomes([pair]))
     assert "first answer words after 2.50 s; thinking visible after 1.00 s" in verdict
-    plain = compare.summarize([compare.ComparePair(0, stream=reasoning_reply(think=0),
+    plain = compare.summarize([compare.pair(0, stream=reasoning_reply(think=0),
                                                    whole=reasoning_reply(think=0, stream=False))])
     assert "first_answer_s" not in [r["metric"] for r in plain]
     assert "thinking" not in compare.verdict(plain)
@@ -283,9 +283,9 @@ def test_compare_values_and_verdict_tell_thinking_and_answer_apart():
 
 def test_cli_table_shows_the_thinking_rows_only_when_there_was_thinking():
     from streamchat.cli import format_table
-    pair = compare.ComparePair(0, stream=reasoning_reply(), whole=reasoning_reply(stream=False))
+    pair = compare.pair(0, stream=reasoning_reply(), whole=reasoning_reply(stream=False))
     table = format_table(compare.summarize([pair]))
     assert "Time to answer" in table and "Thinking tokens" in table
-    plain = compare.ComparePair(0, stream=reasoning_reply(think=0),
+    plain = compare.pair(0, stream=reasoning_reply(think=0),
                                 whole=reasoning_reply(think=0, stream=False))
     assert "Thinking" not in format_table(compare.summarize([plain]))
