@@ -6,10 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
 from .kinds import Provider
+
+if TYPE_CHECKING:
+    from .lanes import NamedEndpoint
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -24,6 +28,8 @@ class Settings:
     model: str | None = None
     local_model_path: str | None = None
     data_dir: Path = Path("data")
+    # STREAMCHAT_ENDPOINTS, each with its key from STREAMCHAT_KEY_<NAME> (streamchat.lanes)
+    endpoints: tuple[NamedEndpoint, ...] = field(default=(), repr=False)
     problems: tuple[str, ...] = ()  # what was wrong with the configuration, for the user
 
     @property
@@ -61,11 +67,16 @@ def load_settings(
         value = (values.get(name) or "").strip()
         return value or None
 
+    from .lanes import parse_endpoints
+
+    endpoints, endpoint_problems = parse_endpoints(get("STREAMCHAT_ENDPOINTS"), values)
+    problems.extend(endpoint_problems)
     return Settings(
         base_url=(get("OPENAI_BASE_URL") or "").rstrip("/") or None,
         api_key=get("OPENAI_API_KEY"),
         model=get("OPENAI_MODEL"),
         local_model_path=get("LOCAL_MODEL_PATH"),
         data_dir=Path(get("STREAMCHAT_DATA_DIR") or "data"),
+        endpoints=tuple(endpoints),
         problems=tuple(problems),
     )
