@@ -20,6 +20,8 @@ from streamchat import compare, export, export_page, replay
 COLUMNS = {  # shown column -> label
     "created_at": "time",
     "source": "source",
+    "compare": "compare",
+    "lane": "lane",
     "provider": "provider",
     "model": "model",
     "mode": "mode",
@@ -89,6 +91,8 @@ zone, zone_name = viewer_zone()
 recorded_runs = ctx.store.recorded_runs([run["id"] for run in runs])
 frame = pd.DataFrame(runs)
 frame["replay"] = frame["id"].isin(recorded_runs).map({True: "🔁", False: ""})
+# The runs of one comparison (every lane, every repeat) share its id: six characters tell them apart.
+frame["compare"] = frame["compare_id"].map(lambda c: c[:6] if isinstance(c, str) else "")
 frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601").dt.tz_convert(zone)
 left, middle, right, fourth = st.columns(4)
 models = left.multiselect("Model", sorted(frame["model"].dropna().unique()), key="runs_model")
@@ -138,6 +142,10 @@ selection = st.dataframe(
             format="%.3f", help="Time to answer: request sent → first answer token"
         ),
         "thinking (s)": st.column_config.NumberColumn(format="%.3f"),
+        "compare": st.column_config.TextColumn(
+            help="The comparison a Compare or CLI run belongs to: its lanes and repeats share it"
+        ),
+        "lane": st.column_config.TextColumn(help="The lane of its comparison"),
         "E2E (s)": st.column_config.NumberColumn(format="%.3f"),
         "decode tok/s": st.column_config.NumberColumn(format="%.1f"),
     },

@@ -1,6 +1,9 @@
 """Runs page (AppTest): a recorded Compare run, when selected, replays in place, can be shared
 read-only and downloaded as a page; a run without a recording says so."""
+import dataclasses
+
 from streamchat import recording
+from streamchat.markdown_safety import escape_markdown
 from streamchat.store import Store
 from tests.harness.scripted_server import Script, ScriptedServer
 from tests.test_export_page import paper_recording
@@ -40,6 +43,25 @@ def test_a_selected_recorded_compare_run_replays_shares_and_exports(open_page, t
         assert not at.exception
         assert any("replay of" in c.value for c in at.caption)
         assert len(srv.requests()) == 0, "a replay asks no model"
+
+
+def test_a_lanes_comparison_shows_its_id_and_lanes_and_replays_every_lane(open_page, tmp_path):
+    store = Store(tmp_path / "data")
+    lanes = ("fast", "slow", "fast-whole")
+    ids = [store.record_run(source="compare", model="scripted", mode="stream", state="done", ttft_s=0.5,
+                            compare_id="c0ffee1234", lane=lane) for lane in lanes]
+    for run_id, lane in zip(ids, lanes, strict=True):
+        rec = short_recording("stream")
+        store.save_recording(recording.encode(dataclasses.replace(rec, side=lane)), run_id=run_id,
+                             group_id="c0ffee1234-0")
+    store.close()
+    with ScriptedServer(Script(tokens=3, rate=0)) as srv:
+        at = select_newest(open_page(srv, "runs"))
+        table = at.dataframe[0].value
+        assert list(table["compare"]) == ["c0ffee"] * 3 and list(table["lane"]) == list(lanes[::-1])
+        headings = [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
+        model = escape_markdown(recording.Recording([], 0, settings={"model": "scripted <b>model</b>"}).model)
+        assert headings == [f"**{escape_markdown(lane)} · {model} · streaming**" for lane in lanes]
 
 
 def test_a_selected_run_without_recording_says_so(open_page, tmp_path):
