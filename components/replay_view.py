@@ -220,7 +220,7 @@ def replay_message(
 
 
 def lane_heading(rec: Recording) -> str:
-    """"Streaming" / "Non-streaming" for the default pair's sides; "lane · model · streaming"
+    """ "Streaming" / "Non-streaming" for the default pair's sides; "lane · model · streaming"
     for a lane of any other comparison."""
     mode = "Streaming" if rec.stream else "Non-streaming"
     if rec.side in (None, compare.STREAM, compare.NON_STREAM):

@@ -96,7 +96,7 @@ class CompareRound:
 
 def pair(index: int, stream: Generation | None = None, whole: Generation | None = None) -> CompareRound:
     """A round of the default pair (for tests and tools that build one by hand)."""
-    runs = {k: g for k, g in ((STREAM, stream), (NON_STREAM, whole)) if g is not None}
+    runs: dict[str, Generation] = {k: g for k, g in ((STREAM, stream), (NON_STREAM, whole)) if g is not None}
     return CompareRound(index, (STREAM, NON_STREAM), runs)
 
 
@@ -530,7 +530,9 @@ def summarize(rounds: Iterable[CompareRound], lane_keys: Iterable[str] | None = 
     return rows
 
 
-def outcomes(rounds: Iterable[CompareRound], lane_keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+def outcomes(
+    rounds: Iterable[CompareRound], lane_keys: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Per lane: how many runs ended done / stopped / failed, and the distinct error messages."""
     rounds = list(rounds)
     keys = _lane_keys(rounds, lane_keys)
@@ -627,14 +629,16 @@ def verdict(summary: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]] |
     return "; ".join(parts + notes)
 
 
-def _lane_medians(summary: list[dict[str, Any]], metric: str, lanes: Sequence[Lane]) -> list[tuple[Lane, float]]:
+def _lane_medians(
+    summary: list[dict[str, Any]], metric: str, lanes: Sequence[Lane]
+) -> list[tuple[Lane, float]]:
     row = next((r for r in summary if r["metric"] == metric), {})
     found = [(lane, row.get(f"{stat_prefix(lane.key)}_median")) for lane in lanes]
     return sorted(((lane, v) for lane, v in found if v is not None), key=lambda lv: lv[1])
 
 
 def lane_failure(lane: Lane, out: dict[str, Any]) -> str | None:
-    """"lane B failed: <reason>" when none of its runs finished; "2 of 3 B runs did not
+    """ "lane B failed: <reason>" when none of its runs finished; "2 of 3 B runs did not
     finish" when some did not; None when all did."""
     bad = out.get(FAILED, 0) + out.get(STOPPED, 0)
     if not out.get("runs"):

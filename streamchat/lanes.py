@@ -58,7 +58,7 @@ class Lane:
         return Mode.STREAM if self.stream else Mode.NON_STREAM
 
     def describe(self) -> str:
-        """"A · llama-3-8b · streaming": what the lane runs, in one line."""
+        """ "A · llama-3-8b · streaming": what the lane runs, in one line."""
         parts = [self.name]
         if self.model and self.model not in self.name:
             parts.append(self.model)
@@ -66,7 +66,9 @@ class Lane:
         return " · ".join(parts)
 
 
-def default_lanes(endpoint: EndpointSource, model: str | None = None, base_url: str | None = None) -> list[Lane]:
+def default_lanes(
+    endpoint: EndpointSource, model: str | None = None, base_url: str | None = None
+) -> list[Lane]:
     """Today's comparison: the same endpoint, streamed and not."""
     return [
         Lane(Mode.STREAM, "Streaming", endpoint, True, model=model, base_url=base_url),
@@ -97,7 +99,7 @@ def key_variable(name: str) -> str:
     return "STREAMCHAT_KEY_" + re.sub(r"[^A-Za-z0-9]+", "_", name.strip()).strip("_").upper()
 
 
-def check_lanes(lanes: Sequence[Lane]) -> list[Lane]:
+def check_lanes(lanes: Iterable[Lane]) -> list[Lane]:
     """Return the lanes as a list, or raise LaneSpecError (count, unique names and keys)."""
     lanes = list(lanes)
     if not MIN_LANES <= len(lanes) <= MAX_LANES:
@@ -114,6 +116,11 @@ def check_lanes(lanes: Sequence[Lane]) -> list[Lane]:
 
 # ---- STREAMCHAT_ENDPOINTS ------------------------------------------------------------------
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def is_valid_name(name: str) -> bool:
+    """An endpoint name as STREAMCHAT_ENDPOINTS takes it (also for one added in the UI)."""
+    return bool(_NAME.match(name)) and name.lower() not in LOCAL_NAMES
 
 
 def parse_endpoints(text: str | None, environ: Mapping[str, str]) -> tuple[list[NamedEndpoint], list[str]]:
@@ -149,7 +156,16 @@ def parse_endpoints(text: str | None, environ: Mapping[str, str]) -> tuple[list[
 
 # ---- --lane specs -------------------------------------------------------------------------
 SPEC_FIELDS = ("name", "endpoint", "base_url", "model", "stream", "temperature", "max_tokens")
-_ON = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+_ON = {
+    "on": True,
+    "true": True,
+    "yes": True,
+    "1": True,
+    "off": False,
+    "false": False,
+    "no": False,
+    "0": False,
+}
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,7 @@ def parse_lane_spec(
         stream = _ON[fields["stream"].lower()]
     temperature = _number(fields, "temperature", where, float, 0.0, 2.0)
     max_tokens = _number(fields, "max_tokens", where, int, 1, 1_000_000)
+    max_tokens = None if max_tokens is None else int(max_tokens)
 
     ref = fields.get("endpoint") or ("" if "base_url" in fields else name)
     named = by_name.get(ref.lower()) if ref else None
@@ -234,11 +251,15 @@ def parse_lane_spec(
             "embedded model); or give base_url= and model=."
         )
     if not local and not model:
-        raise LaneSpecError(f"{where}: no model: add model=… (or name=base_url|model in STREAMCHAT_ENDPOINTS).")
+        raise LaneSpecError(
+            f"{where}: no model: add model=… (or name=base_url|model in STREAMCHAT_ENDPOINTS)."
+        )
     return LaneSpec(name, local, base_url, model, api_key, stream, temperature, max_tokens)
 
 
-def _number(fields: dict[str, str], key: str, where: str, kind: type, low: float, high: float) -> float | None:
+def _number(
+    fields: dict[str, str], key: str, where: str, kind: type, low: float, high: float
+) -> float | None:
     if key not in fields:
         return None
     try:
@@ -246,7 +267,9 @@ def _number(fields: dict[str, str], key: str, where: str, kind: type, low: float
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        raise LaneSpecError(f"{where}: {key} must be a number from {low:g} to {high:g}, not '{fields[key][:20]}'.")
+        raise LaneSpecError(
+            f"{where}: {key} must be a number from {low:g} to {high:g}, not '{fields[key][:20]}'."
+        )
     return value  # type: ignore[no-any-return]
 
 
