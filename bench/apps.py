@@ -20,7 +20,8 @@ words painted; the app's own browser-measured visible TTFT against this bench's 
 (the history is sent once per turn: its bytes beyond one page load stay flat); the sidebar's figures in a freshly
 started app against the server's schedule (target: within 3 %).
 
-Then runs the load and soak scenarios of bench/load.py (20 sessions at once, 200 requests in a
+Then bench/lanes.py (three Compare lanes racing: each lane's figures against the schedule, how
+far apart race mode sends them, Stop all), and the load and soak scenarios of bench/load.py (20 sessions at once, 200 requests in a
 row), which add their figures under "load" in the same JSON file; --no-load skips them.
 """
 from __future__ import annotations
@@ -782,6 +783,10 @@ def main(argv: list[str] | None = None) -> int:
                         "openai": version("openai"), "playwright": version("playwright"), "machine": platform.machine(), "time": time.time()},
     }, indent=2, default=str))
     print(f"\n{summary}\n(results in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}, {elapsed:.0f} s)")
+    from bench import lanes
+
+    print(flush=True)
+    lanes.main(["--json", args.json])
     if not args.no_load:
         from bench import load
         print(flush=True)
