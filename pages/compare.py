@@ -1,8 +1,10 @@
-"""Compare: the same prompt streamed and not streamed, side by side, repeated, with a verdict."""
+"""Compare: the same prompt in 2–4 lanes (by default streamed and not streamed, on the sidebar's
+model), side by side, repeated, with a shared timeline and a verdict."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import altair as alt
 import pandas as pd
@@ -12,9 +14,12 @@ from components import visible_ttft
 from components.context import context
 from components.frames import run_frames
 from components.identity import session_owner
+from components.lanes_form import header, lanes_form
 from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
+from streamchat.generation import FAILED
+from streamchat.lanes import LANE_COLORS, Lane, is_default_pair
 from streamchat.markdown_safety import escape_markdown
 from streamchat.presets import COMPARE_PROMPT
 from streamchat.replies import history_for_request
@@ -22,13 +27,33 @@ from streamchat.replies import history_for_request
 ctx = context()
 state = st.session_state
 options = ctx.options
+CHART_EVERY_S = 0.5  # the live timeline: redrawn at most twice a second
+ORDINALS = ("first", "second", "third", "fourth")
+LINE_WIDTH = 4  # the timeline's lines: thick enough for a projector
 
-st.title("Stream vs non-stream")
-st.caption(
-    "Same prompt, model and settings (temperature 0, fixed seed), with and without "
-    "streaming. Streaming shows the first words sooner; the whole reply takes about as "
-    "long either way."
+comparison: compare.Comparison | None = state.get("comparison")
+running = comparison is not None and not comparison.is_finished
+title, intro = st.empty(), st.empty()
+st.text_area("Prompt", value=COMPARE_PROMPT, key="cmp_prompt", height=80, disabled=running)
+chosen = lanes_form(ctx.settings, options, disabled=running)
+pair_shown = (
+    comparison.is_default_pair
+    if comparison is not None
+    else not chosen.lanes or is_default_pair(chosen.lanes)
 )
+if pair_shown:
+    title.title("Stream vs non-stream")
+    intro.caption(
+        "Same prompt, model and settings (temperature 0, fixed seed), with and without "
+        "streaming. Streaming shows the first words sooner; the whole reply takes about as "
+        "long either way."
+    )
+else:
+    title.title("Compare lanes")
+    intro.caption(
+        "The same prompt in every lane (temperature 0 and a fixed seed unless a lane sets its "
+        "own): which endpoint, model or delivery shows the first words sooner, and which finishes first."
+    )
 
 
 def start_comparison() -> None:
@@ -36,17 +61,19 @@ def start_comparison() -> None:
     if not prompt:
         state.cmp_problem = "Type a prompt first."
         return
-    if options.endpoint is None:
-        state.cmp_problem = options.problem
+    if chosen.problem or not chosen.lanes:
+        state.cmp_problem = chosen.problem or options.problem
         return
     state.cmp_problem = None
+    lanes = chosen.lanes
     record = compare.record_to_store(ctx.store, owner=session_owner())
     first_stream_run: dict = {}  # the run the visible-TTFT probe times (filled by the runner)
     state.cmp_first_stream_run = first_stream_run
+    probe_key = next((lane.key for lane in lanes if lane.stream), None)
 
-    def on_generation_done(generation, side: str) -> None:
-        run_id = record(generation, side)
-        if side == compare.STREAM:
+    def on_generation_done(generation, lane_key: str) -> None:
+        run_id = record(generation, lane_key)
+        if lane_key == probe_key:
             first_stream_run.setdefault("id", run_id)
 
     messages = history_for_request(
@@ -54,20 +81,17 @@ def start_comparison() -> None:
     )
     state.comparison = compare.Comparison(
         messages,
-        options.endpoint,
+        lanes=lanes,
         repeat=int(state.cmp_repeat),
         mode=state.cmp_mode,
         # The sidebar's settings (the embedded model's repetition penalty included); the
-        # comparison fixes temperature 0 and a seed itself, so both sides get the same reply.
+        # comparison fixes temperature 0 and a seed itself, so every lane gets the same reply
+        # (a lane's own temperature / max tokens win).
         params=dataclasses.replace(options.params, temperature=None, seed=None),
         timeouts=options.timeouts,
         runner=ctx.runner,
         on_generation_done=on_generation_done,
     ).start()
-
-
-comparison: compare.Comparison | None = state.get("comparison")
-running = comparison is not None and not comparison.is_finished
 
 
 def keep_seen(seen: visible_ttft.Seen) -> str | None:
@@ -86,7 +110,6 @@ def draw_probe() -> None:
     )
 
 
-st.text_area("Prompt", value=COMPARE_PROMPT, key="cmp_prompt", height=80, disabled=running)
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
 left.radio(
     "Mode",
@@ -95,8 +118,8 @@ left.radio(
     horizontal=True,
     disabled=running,
     format_func={compare.SEQUENTIAL: "Sequential (fair)", compare.RACE: "Race (at once)"}.get,
-    help="Sequential runs one after the other (alternating which goes first), best for a "
-    "single local server. Race runs both at once: they compete for the server.",
+    help="Sequential runs one lane after the other (rotating which goes first), best for a "
+    "single local server. Race sends every lane's request at once: they compete for the server.",
 )
 middle.number_input(
     "Repeat",
@@ -112,11 +135,11 @@ right.button("Run comparison", type="primary", key="cmp_run", on_click=start_com
 # columns while the script runs left a click target that Streamlit never reported.
 if running:
     st.button(
-        "Stop",
+        "Stop" if comparison.is_default_pair else "Stop all",
         type="primary",
         key="cmp_stop",
         on_click=comparison.stop,
-        help="Stops both: their connections are closed and the server stops generating.",
+        help="Stops every lane: their connections are closed at once and the servers stop generating.",
     )
 if state.get("cmp_problem"):
     st.error(state.cmp_problem)
@@ -126,16 +149,51 @@ if comparison is None:
     draw_probe()
     st.stop()
 
+LANES = comparison.lanes
+DEFAULT_PAIR = comparison.is_default_pair
+NAMES = {lane.key: header(lane, n, DEFAULT_PAIR) for n, lane in enumerate(LANES)}
+PROBE_KEY = next((lane.key for lane in LANES if lane.stream), None)
+COLORS = {lane.key: LANE_COLORS[n] for n, lane in enumerate(LANES)}
+# Each lane's column wears its colour (the timeline's line colour) as a bar over its header.
+st.html(
+    "<style>"
+    + "".join(
+        f".st-key-cmp-lane-{n} {{ border-top: 6px solid {c}; padding-top: 0.3rem; }}"
+        for n, c in enumerate(COLORS.values())
+    )
+    + "</style>"
+)
 progress = st.empty()
-columns = dict(zip(compare.SIDES, st.columns(2), strict=True))
 panels = {}
-for side, column in columns.items():
-    column.subheader(compare.SIDE_LABELS[side])
-    panels[side] = {"status": CaptionSlot(column), "body": column.empty(), "line": CaptionSlot(column)}
+for n, (lane, column) in enumerate(zip(LANES, st.columns(len(LANES)), strict=True)):
+    box = column.container(key=f"cmp-lane-{n}")
+    box.subheader(NAMES[lane.key], help=lane.describe() + (f" · {lane.base_url}" if lane.base_url else ""))
+    if running and not comparison.lane_stopped(lane.key):
+        box.button(
+            f"Stop {lane.name.lower() if DEFAULT_PAIR else lane.name}",
+            key=f"cmp_stop_{lane.key}",
+            on_click=comparison.stop_lane,
+            args=(lane.key,),
+            help="Stops this lane only (its connection is closed); the others go on.",
+        )
+    # The visible-TTFT probe watches the first streamed lane's body ("cmp-live-stream-…").
+    watched = lane.key == PROBE_KEY and not lane.key.startswith("stream")
+    panels[lane.key] = {
+        "status": CaptionSlot(box),
+        "body": (box.container(key="cmp-live-stream-probe") if watched else box).empty(),
+        "line": CaptionSlot(box),
+        "error": box.empty(),
+    }
+chart_slot = st.empty()
 
 
-def panel_line(g) -> str:
-    v = compare.generation_values(g)
+def word(lane: Lane) -> str:
+    """A lane's name inside a sentence ("streaming", or "B")."""
+    return lane.name.lower() if DEFAULT_PAIR else lane.name
+
+
+def panel_line(g, key: str) -> str:
+    v = compare.generation_values(g, key)
     parts = [
         f"first text {metrics.format_seconds(v['first_text_s'])}" if v["first_text_s"] else None,
         f"total {metrics.format_seconds(v['e2e_s'])}" if v["e2e_s"] else None,
@@ -144,138 +202,144 @@ def panel_line(g) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def order_of(pair: compare.ComparePair | None) -> tuple[str, str]:
-    """(first side, second side) of a pair; the first pair (and the warm-up) starts streaming."""
-    stream_first = pair.stream_first if pair is not None else True
-    order = (compare.STREAM, compare.NON_STREAM)
-    return order if stream_first else order[::-1]
+def order_of(rnd: compare.CompareRound | None) -> list[Lane]:
+    """The lanes in the order the round starts them (the first round, and the warm-up: as listed)."""
+    if rnd is None or not rnd.order:
+        return list(LANES)
+    return [comparison.lane(key) for key in rnd.order]
 
 
-def progress_text(done: int, total: int, pair: compare.ComparePair | None) -> str:
+def spread_text(spread: float | None) -> str:
+    if spread is None:
+        return f"all {len(LANES)} lanes are sent together"
+    return f"all {len(LANES)} lanes sent within {metrics.format_seconds(spread)} of each other"
+
+
+def progress_text(done: int, total: int, rnd: compare.CompareRound | None) -> str:
     text = f"{done} of {total} replies"
-    if comparison.repeat > 1 and pair is not None:
-        text += f" · repeat {pair.index + 1} of {comparison.repeat}"
-    if comparison.mode == compare.SEQUENTIAL:
-        first, second = order_of(pair)
-        text += (
-            f" · one at a time: {compare.SIDE_LABELS[first]} first, then "
-            f"{compare.SIDE_LABELS[second].lower()}"
-        )
-    return text
+    if comparison.repeat > 1 and rnd is not None:
+        text += f" · repeat {rnd.index + 1} of {comparison.repeat}"
+    if comparison.mode == compare.RACE:
+        return text + " · race: " + spread_text(rnd.send_spread_s if rnd is not None else None)
+    order = order_of(rnd)
+    if DEFAULT_PAIR:
+        return text + f" · one at a time: {order[0].name} first, then {word(order[1])}"
+    now = next(
+        (lane for lane in order if (g := rnd.get(lane.key) if rnd else None) and not g.is_finished), None
+    )
+    return (
+        text
+        + " · one at a time: "
+        + " → ".join(lane.name for lane in order)
+        + (f" · now: {now.name}" if now else "")
+    )
 
 
-def waiting_text(side: str, pair: compare.ComparePair | None, finished: bool) -> tuple[str, str]:
-    """(status line, panel text) for a side with no generation (yet) in the pair shown."""
-    if finished:
-        why = "the comparison was stopped" if comparison.stopped else "the comparison ended before its turn"
+def waiting_text(lane: Lane, rnd: compare.CompareRound | None, finished: bool) -> tuple[str, str]:
+    """(status line, panel text) for a lane with no generation (yet) in the round shown."""
+    if finished or comparison.lane_stopped(lane.key):
+        if comparison.stopped:
+            why = "the comparison was stopped"
+        elif comparison.lane_stopped(lane.key):
+            why = "this lane was stopped"
+        else:
+            why = "the comparison ended before its turn"
         return "not run", f"Not run: {why}."
     if comparison.mode == compare.RACE:
-        return "queued", "**Queued**: starts together with the other side."
-    first, _ = order_of(pair)
-    if side == first:
-        if pair is not None:
+        return "queued", "**Queued**: starts together with the other lanes."
+    order = order_of(rnd)
+    place = order.index(lane)
+    if place == 0:
+        if rnd is not None:
             return "starting…", "Starting…"
         return "queued", "**Queued**: runs first, after the warm-up request."
     return "queued", (
-        f"**Queued**: runs second, when {compare.SIDE_LABELS[first].lower()} "
+        f"**Queued**: runs {ORDINALS[place]}, when {word(order[place - 1])} "
         "has finished (one at a time, so they do not compete for the server)."
     )
 
 
 def render_until_finished() -> None:
-    """Frames for the pair being run; a new pair gets fresh panels. A side that has not started
-    says so ("queued") instead of staying blank."""
+    """Frames for the round being run; a new round gets fresh panels. A lane that has not
+    started says so ("queued") instead of staying blank. The timeline follows at 2 Hz."""
     lives: dict[str, tuple] = {}
     waiting: dict[str, str] = {}
+    errors: dict[str, object] = {}
+    next_chart = [time.perf_counter() + CHART_EVERY_S]
 
     def frame(finished: bool) -> None:
         done, total = comparison.progress
-        pair = comparison.current
-        if pair is None and not finished:
-            progress.progress(0.0, text="warming up the connection (one uncounted 1-token request)…")
+        rnd = comparison.current
+        if rnd is None and not finished:
+            progress.progress(0.0, text="warming up the connections (one uncounted 1-token request each)…")
         else:
-            progress.progress(done / total, text=progress_text(done, total, pair))
-        for side in compare.SIDES:
-            g = pair.get(side) if pair else None
+            progress.progress(done / total, text=progress_text(done, total, rnd))
+        for lane in LANES:
+            key, panel = lane.key, panels[lane.key]
+            g = rnd.get(key) if rnd else None
             if g is None:
-                status, text = waiting_text(side, pair, finished)
-                if waiting.get(side) != text:  # sent once, not every frame
-                    panels[side]["body"].info(text)
-                    panels[side]["status"].show(status)
-                    panels[side]["line"].show("")
-                    waiting[side] = text
-                    lives.pop(side, None)
+                status, text = waiting_text(lane, rnd, finished)
+                if waiting.get(key) != text:  # sent once, not every frame
+                    panel["body"].info(text)
+                    panel["status"].show(status)
+                    panel["line"].show("")
+                    waiting[key] = text
+                    lives.pop(key, None)
                 continue
-            waiting.pop(side, None)
-            if lives.get(side, (None,))[0] is not g:
-                body = panels[side]["body"].container(height=260, key=f"cmp-live-{side}-{pair.index}")
-                lives[side] = (g, LiveReply(body))
-            lives[side][1].render(g.text, growing=not g.is_finished)
-            panels[side]["status"].show(status_text(g, metrics.compute(g)))
-            panels[side]["line"].show(panel_line(g) if g.is_finished else "")
+            waiting.pop(key, None)
+            if lives.get(key, (None,))[0] is not g:
+                body = panel["body"].container(height=260, key=f"cmp-live-{key}-{rnd.index}")
+                lives[key] = (g, LiveReply(body))
+            lives[key][1].render(g.text, growing=not g.is_finished)
+            panel["status"].show(status_text(g, metrics.compute(g)))
+            panel["line"].show(panel_line(g, key) if g.is_finished else "")
+            failed = g if g.is_finished and g.state == FAILED and g.error else None
+            if errors.get(key) is not failed:  # the lane's own error, in its own column
+                if failed is not None:
+                    panel["error"].error(escape_markdown(failed.error.message))
+                else:
+                    panel["error"].empty()
+                errors[key] = failed
+        if rnd is not None and not finished and time.perf_counter() >= next_chart[0]:
+            next_chart[0] = time.perf_counter() + CHART_EVERY_S
+            draw_timeline(rnd, live=True)
 
     run_frames(frame, lambda: comparison.is_finished)
 
 
-render_until_finished()
-if running:
-    st.rerun()  # redraw the controls (Run instead of Stop) and the results below
-
-if comparison.error:
-    st.error(escape_markdown(comparison.error))  # it may quote the server: shown as written
-summary = comparison.summary()
-verdict = comparison.verdict()
-(st.success if verdict.startswith("Streaming showed") else st.warning)(verdict)
-
-
-SIDE_NAMES = [compare.SIDE_LABELS[side] for side in compare.SIDES]
-# Okabe–Ito orange and blue: a high-contrast pair that colour-blind viewers and washed-out
-# projectors still tell apart.
-SIDE_SCALE = alt.Scale(domain=SIDE_NAMES, range=[compare.SIDE_COLORS[side] for side in compare.SIDES])
-LINE_WIDTH = 4
-
-
-def timeline_chart(pair: compare.ComparePair) -> alt.LayerChart | None:
+def timeline_chart(rnd: compare.CompareRound) -> alt.LayerChart | None:
+    """Visible characters over time, one thick line per lane in its colour, the legend on top;
+    dashed rules at each lane's first text and E2E."""
     rows, marks = [], []
-    for side in compare.SIDES:
-        g = pair.get(side)
+    for lane in LANES:
+        g = rnd.get(lane.key)
         if g is None:
             continue
+        name = NAMES[lane.key]
         for kind in (compare.ANSWER, compare.THINKING):  # thinking models: a dotted line too
             for t, chars in compare.visible_text_timeline(g, kind):
-                rows.append(
-                    {
-                        "mode": compare.SIDE_LABELS[side],
-                        "text": kind,
-                        "seconds": t,
-                        "characters visible": chars,
-                    }
-                )
-        v = compare.generation_values(g)
+                rows.append({"lane": name, "text": kind, "seconds": t, "characters visible": chars})
+        v = compare.generation_values(g, lane.key)
         answer_mark = (("first answer", v["first_answer_s"]),) if v.get("has_reasoning") else ()
-        for name, t in (("first text", v["first_text_s"]), *answer_mark, ("E2E", v["e2e_s"])):
-            if t is not None:
-                marks.append(
-                    {
-                        "mode": compare.SIDE_LABELS[side],
-                        "seconds": t,
-                        "mark": f"{compare.SIDE_LABELS[side]} {name}",
-                    }
-                )
+        for what, t in (("first text", v["first_text_s"]), *answer_mark, ("E2E", v["e2e_s"])):
+            if t is not None and g.is_finished:
+                marks.append({"lane": name, "seconds": t, "mark": f"{name} {what}"})
     if not rows:
         return None
     axis = {"labelFontSize": 14, "titleFontSize": 14, "labelColor": "#222", "titleColor": "#222"}
-    # Both layers colour by mode with the same scale and legend, so Vega-Lite draws one legend.
+    names = list(NAMES.values())
+    # Both layers colour by lane with the same scale and legend, so Vega-Lite draws one legend.
     color = alt.Color(
-        "mode:N",
-        scale=SIDE_SCALE,
-        sort=SIDE_NAMES,
+        "lane:N",
+        scale=alt.Scale(domain=names, range=list(COLORS.values())),
+        sort=names,
         legend=alt.Legend(
             title=None,
             orient="top",
             direction="horizontal",
             labelFontSize=16,
             labelColor="#222",
+            labelLimit=0,
             symbolType="stroke",
             symbolStrokeWidth=LINE_WIDTH + 1,
             symbolSize=600,
@@ -299,22 +363,47 @@ def timeline_chart(pair: compare.ComparePair) -> alt.LayerChart | None:
         )
     )
     rules = (
-        alt.Chart(pd.DataFrame(marks))
+        alt.Chart(pd.DataFrame(marks, columns=["lane", "seconds", "mark"]))
         .mark_rule(strokeWidth=2, strokeDash=[8, 5], opacity=0.9)
         .encode(x="seconds:Q", color=color, tooltip=["mark:N", alt.Tooltip("seconds:Q", format=".3f")])
     )
     return alt.layer(rules, lines).properties(height=340)
 
 
-if comparison.current is not None:
-    st.subheader("Text visible over time")
-    chart = timeline_chart(comparison.current)
-    if chart is not None:
+def draw_timeline(rnd: compare.CompareRound, live: bool = False) -> None:
+    chart = timeline_chart(rnd)
+    if chart is None:
+        return
+    with chart_slot.container():
+        st.subheader("Text visible over time")
         st.altair_chart(chart, width="stretch")
         st.caption(
-            "Dashed lines: time to first visible text and E2E for each mode "
-            f"(repeat {comparison.current.index + 1})."
+            "Live, redrawn twice a second."
+            if live
+            else f"Dashed lines: time to first visible text and E2E for each lane (repeat {rnd.index + 1})."
         )
+
+
+render_until_finished()
+if running:
+    st.rerun()  # redraw the controls (Run instead of Stop) and the results below
+
+if comparison.current is not None:
+    draw_timeline(comparison.current)
+if comparison.error:
+    st.error(escape_markdown(comparison.error))  # it may quote the server: shown as written
+summary = comparison.summary()
+outcomes = comparison.outcomes()
+verdict = comparison.verdict()
+failures = [f for lane in LANES if (f := compare.lane_failure(lane, outcomes.get(lane.key) or {}))]
+if DEFAULT_PAIR:
+    (st.success if verdict.startswith("Streaming showed") else st.warning)(escape_markdown(verdict))
+else:
+    (st.warning if failures or verdict.startswith("No comparison") else st.success)(escape_markdown(verdict))
+if comparison.mode == compare.RACE and (spread := comparison.send_spread_s()) is not None:
+    st.caption(
+        f"Race: every round's requests were sent within {metrics.format_seconds(spread)} of each other."
+    )
 
 st.subheader("Summary" + (f" over {comparison.repeat} repeats" if comparison.repeat > 1 else ""))
 
@@ -327,6 +416,14 @@ def fmt(value, unit) -> str:
     return f"{value:,.1f}" if unit == "tok/s" else f"{value:,.0f}"
 
 
+def cell(row: dict, key: str) -> str:
+    prefix = compare.stat_prefix(key)
+    text = fmt(row[f"{prefix}_median"], row["unit"])
+    if comparison.repeat > 1 and row[f"{prefix}_n"] > 1:
+        text += f" · p95 {fmt(row[f'{prefix}_p95'], row['unit'])}"
+    return text
+
+
 def explained(row: dict) -> str:
     label, help_text = row["label"], row["help"]
     if help_text.lower().startswith(label.lower() + ":"):  # "Output tokens: Output tokens: …"
@@ -334,22 +431,24 @@ def explained(row: dict) -> str:
     return f"**{label}**: {help_text}"
 
 
-# A static table: short labels, every cell shown in full at any width (a data grid cuts long
-# labels with "…"); what each label means is in the caption below it.
+# A static table, one row per lane and a column per figure: short labels, every cell shown in
+# full at any width (a data grid cuts long labels with "…"); what each label means is in the
+# caption below it.
 table = pd.DataFrame(
-    [
-        {
-            "metric": row["label"],
-            "streaming median": fmt(row["stream_median"], row["unit"]),
-            "streaming p95": fmt(row["stream_p95"], row["unit"]),
-            "non-streaming median": fmt(row["non_stream_median"], row["unit"]),
-            "non-streaming p95": fmt(row["non_stream_p95"], row["unit"]),
-        }
-        for row in summary
-    ]
+    [{"lane": NAMES[lane.key], **{row["label"]: cell(row, lane.key) for row in summary}} for lane in LANES]
 )
 st.table(table, hide_index=True)
-st.caption("  \n".join(explained(row) for row in summary))
+st.caption(
+    (
+        "Median"
+        + (" · p95 over the repeats" if comparison.repeat > 1 else "")
+        + " of the runs that finished.  \n"
+    )
+    + "  \n".join(explained(row) for row in summary)
+)
 with st.expander("Every run"):
-    st.dataframe(pd.DataFrame(compare.run_rows(comparison.pairs)), hide_index=True)
+    rows = compare.run_rows(comparison.rounds)
+    for r in rows:
+        r["side"] = NAMES.get(r["side"], r["side"])
+    st.dataframe(pd.DataFrame(rows).rename(columns={"side": "lane"}), hide_index=True)
 draw_probe()
