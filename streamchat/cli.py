@@ -1,25 +1,29 @@
-"""Headless commands: `python -m streamchat compare --prompt "..." --repeat 5 [--json]`, and
-`python -m streamchat replay <message-or-run-id> [--speed 2]` (a recorded reply at its pace).
+"""Headless commands: `python -m streamchat compare --prompt "..." --repeat 5 [--json]` (streaming
+vs non-streaming, or 2–4 `--lane`s of any endpoints), and `python -m streamchat replay
+<message-or-run-id> [--speed 2]` (a recorded reply at its pace).
 
-The API key comes from OPENAI_API_KEY or `.env` only: never a flag (it would land in shell
-history and `ps`), never printed.
+API keys come from OPENAI_API_KEY, STREAMCHAT_KEY_<NAME> or `.env` only: never a flag (it would
+land in shell history and `ps`), never printed; each lane's key goes only to its own endpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from . import compare, errors
+from . import compare, errors, lanes
 from .config import LOCAL, Settings, load_settings, provider_for
 from .generation import Endpoint, GenerationParams
 from .inputs import clean_user_message
 from .kinds import GenerationState, RunSource
+from .lanes import Lane, LaneSpecError
 from .metrics import format_seconds
 from .providers import (
     ProviderError,
@@ -35,11 +39,15 @@ PROG = "python -m streamchat"
 DEFAULT_REPEAT = 3
 DEFAULT_MAX_TOKENS = 256
 SEED = 1234
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class CliError(Exception):
     """A problem to report as one line, exit code 1."""
+
+
+class UsageError(Exception):
+    """Arguments that cannot work together (a bad --lane, …): one line, exit code 2, like argparse."""
 
 
 # argparse types: a bad value is a usage error (exit 2) with the message below.
@@ -85,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="the same prompt, streaming vs non-streaming",
         description="Run one prompt with stream=True and stream=False and compare time to first "
-        "text, total time and bytes. Without a base URL (flag, OPENAI_BASE_URL or "
+        "text, total time and bytes; or race 2-4 lanes (--lane) of any endpoints, models "
+        "and stream settings. Without a base URL (flag, OPENAI_BASE_URL or "
         ".env) the embedded local model is used. The API key is read from "
-        "OPENAI_API_KEY or .env.",
+        "OPENAI_API_KEY or .env; a named endpoint's from STREAMCHAT_KEY_<NAME>.",
     )
     p.add_argument("--prompt", required=True, type=_prompt, help="the user message to send")
     p.add_argument(
@@ -101,7 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=compare.MODES,
         default=compare.SEQUENTIAL,
         help="sequential: one after the other, alternating which goes first (fair, "
-        "default); race: both at once",
+        "default); race: all at once",
+    )
+    p.add_argument(
+        "--lane",
+        action="append",
+        metavar="SPEC",
+        help=f"a lane, {lanes.MIN_LANES}-{lanes.MAX_LANES} of them instead of streaming vs "
+        "non-streaming: 'name=a,base_url=http://…/v1,model=m,stream=on[,temperature=0.7]"
+        "[,max_tokens=200]', a STREAMCHAT_ENDPOINTS name ('a', 'name=a2,endpoint=a,stream=off'), "
+        "or 'local' (the embedded model). Not with --base-url or --model",
     )
     p.add_argument("--base-url", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     p.add_argument(
@@ -151,16 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("stopped.")
         return EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(f"{PROG} {args.command}: error: {_one_line(str(exc), _secrets(settings))}", file=sys.stderr)
+        return EXIT_USAGE
     except (CliError, errors.UserFacingError) as exc:
-        _say(_one_line(str(exc), settings))
+        _say(_one_line(str(exc), _secrets(settings)))
         return EXIT_FAILED
     except Exception as exc:  # never a traceback
-        _say(_one_line(f"unexpected error: {type(exc).__name__}: {exc}", settings))
+        _say(_one_line(f"unexpected error: {type(exc).__name__}: {exc}", _secrets(settings)))
         return EXIT_FAILED
 
 
 def run_compare(args: argparse.Namespace, settings: Settings) -> int:
-    endpoint = resolve_endpoint(args, settings)
+    # Every lane is checked (and the embedded model started, if a lane uses it) before any
+    # request is sent.
+    chosen = resolve_lanes(args, settings) if args.lane else None
+    endpoint = None if chosen else resolve_endpoint(args, settings)
     store = None
     if not args.no_save:
         from .store import Store
@@ -176,6 +200,7 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
     comparison = compare.Comparison(
         [{"role": "user", "content": args.prompt}],
         endpoint,
+        lanes=chosen,
         params=params,
         repeat=args.repeat,
         mode=args.mode,
@@ -191,13 +216,15 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
         comparison.stop()  # the runner closes the connections in flight
         comparison.wait(5)
         bar.clear()
-        done = sum(1 for r in compare.run_rows(comparison.pairs) if r["state"] == GenerationState.DONE)
-        _say(f"stopped: {done} of {comparison.repeat * 2} runs had finished.")
+        done = sum(1 for r in compare.run_rows(comparison.rounds) if r["state"] == GenerationState.DONE)
+        _say(f"stopped: {done} of {comparison.progress[1]} runs had finished.")
         return EXIT_INTERRUPTED
     finally:
         bar.clear()
         if store is not None:
             store.close()
+    if endpoint is None:
+        return report_lanes(comparison, args, _secrets(settings, comparison.lanes))
     return report(comparison, endpoint, args, settings)
 
 
@@ -273,14 +300,18 @@ def _seconds(value: float | int | None) -> str:
     return "–" if value is None else format_seconds(float(value))
 
 
+def start_local(settings: Settings) -> Endpoint:
+    _status("Starting the embedded model…")
+    try:
+        return local_endpoint(settings.local_model_path)
+    finally:
+        _status("")
+
+
 def resolve_endpoint(args: argparse.Namespace, settings: Settings) -> Endpoint:
     base_url = args.base_url or settings.base_url
     if provider_for(base_url, settings.api_key) == LOCAL:
-        _status("Starting the embedded model…")
-        try:
-            return local_endpoint(settings.local_model_path)
-        finally:
-            _status("")
+        return start_local(settings)
     base_url = validate_base_url(base_url or settings.remote_base_url)
     wanted = args.model or settings.model
     _, model = model_choices(wanted, [] if wanted else list_models(base_url, settings.api_key))
@@ -289,40 +320,60 @@ def resolve_endpoint(args: argparse.Namespace, settings: Settings) -> Endpoint:
     return RemoteConfig(base_url, settings.api_key, model).endpoint()
 
 
+def resolve_lanes(args: argparse.Namespace, settings: Settings) -> list[Lane]:
+    """The --lane specs as Lanes, every one checked (UsageError naming the lane otherwise); the
+    embedded model is started only when a lane uses it, once all are known to be good."""
+    if args.base_url or args.model:
+        raise UsageError(
+            "--lane does not go with --base-url or --model: give base_url= and model= in each --lane."
+        )
+    local = functools.cache(lambda: start_local(settings))
+    try:
+        specs = [
+            lanes.parse_lane_spec(
+                text,
+                number,
+                settings.endpoints,
+                configured_base_url=settings.base_url,
+                configured_key=settings.api_key,
+                configured_model=settings.model,
+            )
+            for number, text in enumerate(args.lane, 1)
+        ]
+        chosen = lanes.check_lanes([lanes.lane_from_spec(spec, local) for spec in specs])
+    except LaneSpecError as exc:
+        raise UsageError(str(exc)) from None
+    return [
+        dataclasses.replace(lane, endpoint=(e := local()), model=e.model, base_url=e.base_url)
+        if spec.local
+        else lane
+        for spec, lane in zip(specs, chosen, strict=True)
+    ]
+
+
 def report(
     comparison: compare.Comparison, endpoint: Endpoint, args: argparse.Namespace, settings: Settings
 ) -> int:
     summary = comparison.summary()
     outcomes = comparison.outcomes()
     verdict = compare.verdict(summary, outcomes)
-    runs = compare.run_rows(comparison.pairs)
-    nothing_done = all(out["done"] == 0 for out in outcomes.values())
-    if nothing_done:
-        messages = list(dict.fromkeys(m for out in outcomes.values() for m in out["errors"]))
-        _say(_one_line(comparison.error or (messages[0] if messages else verdict), settings))
+    runs = compare.run_rows(comparison.rounds)
+    secrets = _secrets(settings)
+    messages = list(dict.fromkeys(m for out in outcomes.values() for m in out["errors"]))
+    if _nothing_done(comparison, outcomes, messages[0] if messages else verdict, secrets):
         return EXIT_FAILED
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "command": "compare",
-                    "endpoint": {
-                        "provider": endpoint.provider,
-                        "base_url": safe_base_url(endpoint.base_url),
-                        "model": endpoint.model,
-                    },
-                    "mode": comparison.mode,
-                    "repeat": comparison.repeat,
-                    "params": dataclasses.asdict(comparison.params),
-                    "summary": summary,
-                    "outcomes": outcomes,
-                    "verdict": verdict,
-                    "runs": runs,
-                    "error": comparison.error,
+        _print_json(
+            {
+                "command": "compare",
+                "endpoint": {
+                    "provider": endpoint.provider,
+                    "base_url": safe_base_url(endpoint.base_url),
+                    "model": endpoint.model,
                 },
-                indent=2,
-                ensure_ascii=False,
-            )
+                **_common_json(comparison, summary, outcomes, verdict, runs),
+            },
+            secrets,
         )
     else:
         print(
@@ -333,11 +384,114 @@ def report(
         print(verdict)
     for side, out in outcomes.items():
         for message in out["errors"]:
-            _say(f"{side} run failed: {_one_line(message, settings)}")
+            _say(f"{side} run failed: {_one_line(message, secrets)}")
     if comparison.error:
-        _say(_one_line(comparison.error, settings))
+        _say(_one_line(comparison.error, secrets))
     complete = all(out["done"] > 0 for out in outcomes.values()) and not comparison.error
     return EXIT_OK if complete else EXIT_FAILED
+
+
+def report_lanes(comparison: compare.Comparison, args: argparse.Namespace, secrets: Sequence[str]) -> int:
+    """Lanes: every lane reported, a failed one too (exit 1 then); nothing at all done: one line."""
+    summary = comparison.summary()
+    outcomes = comparison.outcomes()
+    # (Comparison.verdict() would give the default pair's words to two lanes that differ only in
+    # streaming; their keys are the lanes' own here.)
+    verdict = compare.lanes_verdict(summary, outcomes, comparison.lanes)
+    if _nothing_done(comparison, outcomes, verdict, secrets):  # (the verdict names each lane and why)
+        return EXIT_FAILED
+    rows = lane_rows(comparison, summary, outcomes)
+    spread = comparison.send_spread_s() if comparison.mode == compare.RACE else None
+    if args.json:
+        runs = compare.run_rows(comparison.rounds)
+        _print_json(
+            {
+                "command": "compare",
+                "endpoint": None,
+                "lanes": rows,
+                "send_spread_s": spread,
+                **_common_json(comparison, summary, outcomes, verdict, runs),
+            },
+            secrets,
+        )
+    else:
+        sent = f" · requests sent within {format_seconds(spread)}" if spread is not None else ""
+        print(f"{len(rows)} lanes · {comparison.mode} · {comparison.repeat} repeat(s){sent}")
+        print(format_lanes_table(rows, comparison.repeat))
+        print(_one_line(verdict, secrets))
+    for lane in comparison.lanes:
+        out = outcomes[lane.key]
+        failure = compare.lane_failure(lane, out)
+        if failure and out[GenerationState.DONE] and out["errors"]:
+            failure += ": " + "; ".join(out["errors"])
+        if failure:
+            _say(_one_line(failure, secrets))
+    if comparison.error:
+        _say(_one_line(comparison.error, secrets))
+    failed = any(row["failed"] for row in rows)
+    return EXIT_FAILED if failed or comparison.error else EXIT_OK
+
+
+def lane_rows(
+    comparison: compare.Comparison, summary: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One entry per lane, in lane order: what it ran, how it ended, its medians and p95s."""
+    rows = []
+    for lane in comparison.lanes:
+        out = outcomes[lane.key]
+        prefix = compare.stat_prefix(lane.key)
+        params = comparison.lane_params(lane)
+        rows.append(
+            {
+                "name": lane.name,
+                "key": lane.key,
+                "base_url": safe_base_url(lane.base_url),
+                "model": lane.model,
+                "stream": lane.stream,
+                "temperature": params.temperature,
+                "max_tokens": params.max_tokens,
+                "failed": out[GenerationState.DONE] < comparison.repeat,
+                "error": out["errors"][0] if out["errors"] else None,
+                "outcome": out,
+                "median": {row["metric"]: row[f"{prefix}_median"] for row in summary},
+                "p95": {row["metric"]: row[f"{prefix}_p95"] for row in summary},
+                "n": out[GenerationState.DONE],
+            }
+        )
+    return rows
+
+
+def _nothing_done(
+    comparison: compare.Comparison, outcomes: dict[str, dict[str, Any]], why: str, secrets: Sequence[str]
+) -> bool:
+    """No run finished at all: say why in one line (and print nothing else)."""
+    if any(out["done"] for out in outcomes.values()):
+        return False
+    _say(_one_line(comparison.error or why, secrets))
+    return True
+
+
+def _common_json(
+    comparison: compare.Comparison,
+    summary: list[dict[str, Any]],
+    outcomes: dict[str, dict[str, Any]],
+    verdict: str,
+    runs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "mode": comparison.mode,
+        "repeat": comparison.repeat,
+        "params": dataclasses.asdict(comparison.params),
+        "summary": summary,
+        "outcomes": outcomes,
+        "verdict": verdict,
+        "runs": runs,
+        "error": comparison.error,
+    }
+
+
+def _print_json(data: dict[str, Any], secrets: Sequence[str]) -> None:
+    print(errors.redact(json.dumps(data, indent=2, ensure_ascii=False), tuple(secrets)))
 
 
 # ---- text output --------------------------------------------------------------------------
@@ -368,10 +522,53 @@ def format_table(summary: list[dict[str, Any]]) -> str:
     ]
     n = summary[0] if summary else {}
     body.append(["Runs done", str(n.get("stream_n", 0)), "", str(n.get("non_stream_n", 0)), ""])
+    return _grid(header, body)
+
+
+# (metric, column) of the lanes table; a metric missing from the summary (time to answer without
+# thinking) is left out.
+LANE_COLUMNS = (
+    ("first_text_s", "First text"),
+    ("first_answer_s", "Answer"),
+    ("e2e_s", "Total"),
+    ("tok_per_s", "Tok/s"),
+    ("output_tokens", "Tokens"),
+    ("bytes", "Bytes"),
+)
+UNITS = {key: unit for key, _, unit, _ in compare.ROWS + compare.REASONING_ROWS}
+
+
+def format_lanes_table(rows: list[dict[str, Any]], repeat: int) -> str:
+    """One row per lane: the medians (and p95s, "median / p95", over more than one repeat)."""
+    shown = [(m, label) for m, label in LANE_COLUMNS if rows and m in rows[0]["median"]]
+    header = ["Lane", "Model", "Delivery", *(label for _, label in shown), "Runs done"]
+
+    def cell(row: dict[str, Any], metric: str) -> str:
+        median = format_value(row["median"][metric], UNITS[metric])
+        return median if repeat == 1 else f"{median} / {format_value(row['p95'][metric], UNITS[metric])}"
+
+    body = [
+        [
+            row["name"],
+            row["model"] or "–",
+            "stream" if row["stream"] else "non-stream",
+            *(cell(row, m) for m, _ in shown),
+            f"{row['n']}/{repeat}",
+        ]
+        for row in rows
+    ]
+    table = _grid(header, body, left=3)
+    return table if repeat == 1 else table + "\n(median / p95 over the runs done)"
+
+
+def _grid(header: list[str], body: list[list[str]], left: int = 1) -> str:
+    """A plain text table: the first `left` columns left-aligned, the rest right-aligned."""
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = []
     for r in [header, *body]:
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -394,14 +591,14 @@ class ProgressBar:
         done, total = comparison.progress
         filled = self.WIDTH * done // total
         live = ""
-        pair = comparison.current
-        if pair is None and comparison.warmup_generation is not None:
+        current = comparison.current
+        if current is None and comparison.warmup_generation is not None:
             live = "warm-up"
-        elif pair is not None:
+        elif current is not None:  # the lanes in flight, by name (the default pair: by side)
             live = "  ".join(
-                f"{side}: {g.status_label}"
-                for side in compare.SIDES
-                if (g := pair.get(side)) is not None and not g.is_finished
+                f"{lane.key if lane.key in compare.SIDES else lane.name}: {g.status_label}"
+                for lane in comparison.lanes
+                if (g := current.get(lane.key)) is not None and not g.is_finished
             )
         line = (
             f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} runs "
@@ -428,8 +625,15 @@ def _say(message: str) -> None:
     print(f"streamchat: {message}", file=sys.stderr)
 
 
-def _one_line(message: str, settings: Settings) -> str:
-    return " ".join(errors.redact(message, (settings.api_key or "",)).split())
+def _secrets(settings: Settings, chosen: Iterable[Lane] = ()) -> tuple[str, ...]:
+    """Every key this run could know: OPENAI_API_KEY, each STREAMCHAT_KEY_<NAME>, each lane's."""
+    keys = [settings.api_key, *(e.api_key for e in settings.endpoints)]
+    keys += [lane.endpoint.api_key for lane in chosen if isinstance(lane.endpoint, Endpoint)]
+    return tuple(dict.fromkeys(k for k in keys if k))
+
+
+def _one_line(message: str, secrets: Sequence[str]) -> str:
+    return " ".join(errors.redact(message, tuple(secrets)).split())
 
 
 class _OneLineFormatter(logging.Formatter):
