@@ -77,12 +77,14 @@ def default_lanes(
 
 
 def is_default_pair(lanes: Sequence[Lane]) -> bool:
-    """Two lanes that differ only in streaming: the stream-vs-non-stream comparison."""
+    """The stream-vs-non-stream comparison: lanes "stream" and "non-stream" that differ only in
+    streaming (its verdict and summary keys are the default pair's)."""
     if len(lanes) != 2:
         return False
     a, b = lanes
     return (
-        a.stream != b.stream
+        (a.key, b.key) == (Mode.STREAM, Mode.NON_STREAM)
+        and a.stream != b.stream
         and a.endpoint == b.endpoint
         and a.model == b.model
         and (a.temperature, a.max_tokens) == (b.temperature, b.max_tokens)
@@ -194,8 +196,9 @@ def parse_lane_spec(
     """'name=a,base_url=http://…/v1,model=m,stream=on[,temperature=0.7][,max_tokens=200]', or
     a STREAMCHAT_ENDPOINTS name ('a', 'name=a,stream=off', 'name=a2,endpoint=a'), or 'local'.
 
-    The key: the named endpoint's (STREAMCHAT_KEY_<NAME>); for a written base URL, that of an
-    endpoint of the lane's name, else OPENAI_API_KEY only when the URL is the configured one.
+    The key: the named endpoint's (STREAMCHAT_KEY_<NAME>); for a written base URL, that of the
+    endpoint of the lane's name if the URL is its own, else OPENAI_API_KEY only when the URL is
+    the configured one.
     Raises LaneSpecError saying which lane and what is wrong."""
     from .providers import ProviderError, validate_base_url
 
@@ -236,9 +239,14 @@ def parse_lane_spec(
             base_url: str | None = validate_base_url(fields["base_url"])
         except ProviderError as exc:
             raise LaneSpecError(f"{where}: {exc}") from None
+        # A key goes only to the URL it was given for: the endpoint of the lane's name when the
+        # URL is that endpoint's own, OPENAI_API_KEY when it is the configured one; else none.
         own = by_name.get(name.lower())
         configured = (configured_base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/")
-        api_key = own.api_key if own else (configured_key if base_url == configured else None)
+        if own is not None and own.base_url == base_url:
+            api_key = own.api_key
+        else:
+            api_key = configured_key if base_url == configured else None
         model = fields.get("model") or (configured_model if base_url == configured else None)
     elif named is not None:
         base_url, api_key, model = named.base_url, named.api_key, fields.get("model") or named.model

@@ -59,8 +59,10 @@ def test_a_written_url_gets_no_key_but_its_own():
     assert s.api_key is None  # OPENAI_API_KEY is not sent to a URL it was not configured for
     s = spec("name=x,base_url=https://api.openai.com/v1,model=m", configured_key="sk-openai")
     assert s.api_key == "sk-openai"
+    s = spec("name=b,base_url=http://127.0.0.1:9000/v1,model=m", configured_key="sk-openai")
+    assert s.api_key == "sk-b"  # the endpoint of the lane's own name, at its own URL
     s = spec("name=b,base_url=http://10.0.0.1:8000/v1,model=m", configured_key="sk-openai")
-    assert s.api_key == "sk-b"  # the endpoint of the lane's own name
+    assert s.api_key is None  # …but never to another URL under its name
 
 
 @pytest.mark.parametrize("text, message", [
@@ -230,6 +232,9 @@ def test_the_default_pair_keeps_its_verdict_and_keys():
     assert c.is_default_pair and c.lane_keys == ["stream", "non-stream"]
     assert lanes.is_default_pair(lanes.default_lanes(e)) and not lanes.is_default_pair(
         [Lane("a", "A", e), Lane("b", "B", Endpoint("remote", "http://other/v1", "m"), False)])
+    # Two lanes of one endpoint, streamed and not, but named by the person: the lanes verdict.
+    named = Comparison(USER, lanes=[Lane("x", "X", e), Lane("y", "Y", e, False)])
+    assert not named.is_default_pair and named.verdict().startswith("No comparison: lane X did not run")
     with pytest.raises(ValueError, match="an endpoint or lanes"):
         Comparison(USER)
     assert SEQUENTIAL in compare.MODES
