@@ -39,8 +39,15 @@ chromium:
 run: install
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
 
+# Two passes: the unit and engine tiers on four workers (they mostly wait on scripted servers'
+# schedules), then the app, model and browser tiers one at a time (they use the CPU: Streamlit,
+# llama.cpp, Chromium). Both always run; either failing fails the target (5, "no tests
+# selected" when PYTEST_ARGS picks one tier, is not a failure).
 test: install-dev chromium
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@rc=0; \
+	$(PY) -m pytest -q -n 4 --dist loadfile -m "unit or engine" $(PYTEST_ARGS) || [ $$? -eq 5 ] || rc=1; \
+	$(PY) -m pytest -q -m "not (unit or engine)" $(PYTEST_ARGS) || [ $$? -eq 5 ] || rc=1; \
+	exit $$rc
 
 # The inner loop: the unit and engine tiers (no browser, no real model, no AppTest), under 60 s:
 # four workers (a file stays in one, in order), since most of the time is spent waiting on
