@@ -158,12 +158,11 @@ def lanes_form(settings: Settings, options: ChatOptions, *, disabled: bool) -> L
     choices = endpoint_choices(settings, options)
     ids = _ids()
     rows = []
-    summary = (
-        "Lanes: streaming vs non-streaming, the sidebar's model"
-        if len(ids) == 2
-        else f"Lanes: {len(ids)} racing"
+    summary = "Lanes: " + (
+        "streaming vs non-streaming (change them, or add up to four)" if len(ids) == 2 else f"{len(ids)} racing"
     )
-    with st.expander(summary, expanded=len(ids) > 2):
+    # Keyed: the expander stays as the person left it when its label changes.
+    with st.expander(summary, expanded=len(ids) > 2, key="cmp-lanes"):
         for position, lane_id in enumerate(ids):
             rows.append(
                 _lane_row(position, lane_id, choices, disabled=disabled, removable=len(ids) > MIN_LANES)
