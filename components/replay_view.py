@@ -19,9 +19,8 @@ from typing import Any
 
 import streamlit as st
 
-from streamchat import compare, metrics, replay
+from streamchat import metrics, replay
 from streamchat.markdown_safety import escape_markdown
-from streamchat.recording import Recording
 from streamchat.replay import Replay
 
 from .frames import run_frames
@@ -219,15 +218,6 @@ def replay_message(
     )
 
 
-def lane_heading(rec: Recording) -> str:
-    """ "Streaming" / "Non-streaming" for the default pair's sides; "lane · model · streaming"
-    for a lane of any other comparison."""
-    mode = "Streaming" if rec.stream else "Non-streaming"
-    if rec.side in (None, compare.STREAM, compare.NON_STREAM):
-        return mode
-    return escape_markdown(f"{rec.side} · {rec.model} · {mode.lower()}")  # names from servers
-
-
 def replay_compare_run(store, run_id: int, *, key: str | None = None) -> None:
     """A comparison's round, its lanes side by side, one ▶ for all at their original timing."""
     key = key or f"run-{run_id}"
@@ -243,7 +233,7 @@ def replay_compare_run(store, run_id: int, *, key: str | None = None) -> None:
     items = []
     for column, rec in zip(columns, recordings, strict=True):
         with column:
-            st.markdown(f"**{lane_heading(rec)}**")
+            st.markdown(f"**{escape_markdown(rec.heading)}**")  # names come from servers
             panel = MetricsPanel(st.container(), wide=False)
             slots = MessageSlots("assistant", f"replay-{key}-{rec.side}-{id(rec)}")
         items.append((rec, slots, panel))

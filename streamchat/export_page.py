@@ -50,7 +50,9 @@ button.play { border-color: var(--accent); }
 .fig .k { font-size: .75rem; color: var(--muted); }
 .fig .v { font-size: 1.15rem; font-variant-numeric: tabular-nums; }
 .details, .summary, .status { font-size: .8rem; color: var(--muted); margin-top: 6px; }
-.sides { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+.sides { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px; }
+.sides.n3 { grid-template-columns: repeat(3, minmax(0, 1fr)); }
+.sides.n4 { grid-template-columns: repeat(4, minmax(0, 1fr)); }
 .norec { font-size: .8rem; color: var(--muted); }
 .cursor::after { content: " \\25CC"; color: var(--muted); }
 """
@@ -221,7 +223,7 @@ SCRIPT = r"""
   app.appendChild(el("div", "sub", data.subtitle));
   if (data.kind === "compare") {
     if (data.prompt) message(app, {role: "user", heading: "Prompt", content: data.prompt});
-    var sides = app.appendChild(el("div", "sides")), players = [];
+    var sides = app.appendChild(el("div", "sides n" + data.sides.length)), players = [];
     data.sides.forEach(function (m) {
       var box = el("div", "msg assistant");
       box.appendChild(el("div", "role", m.heading));
@@ -309,7 +311,7 @@ def _rec_data(rec: Recording) -> dict[str, Any]:
 
 
 _HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
-_SIDE_HEADINGS = {"stream": "Streaming", "non-stream": "Non-streaming"}
+_DEFAULT_PAIR_SIDES = {None, "stream", "non-stream"}
 
 
 def _page(title: str, data: dict[str, Any]) -> str:
@@ -364,22 +366,25 @@ def conversation_page(
     return _page(title, data)
 
 
-def compare_page(recordings: list[Recording], title: str = "Streaming vs non-streaming") -> str:
-    """A Compare run: its sides side by side, one ▶ for both, at their original timing."""
+def compare_page(recordings: list[Recording], title: str | None = None) -> str:
+    """A Compare run: its sides (2–4 lanes) side by side, one ▶ for all, at their original
+    timing."""
     if not recordings:
         raise ValueError("nothing to export: no recording")
     first = recordings[0]
+    default_pair = {rec.side for rec in recordings} <= _DEFAULT_PAIR_SIDES
+    title = title or ("Streaming vs non-streaming" if default_pair else f"{len(recordings)} lanes compared")
     data = {
         "kind": "compare",
         "title": title,
-        "subtitle": "StreamChat Compare run · ▶ Replay plays both sides from the same moment, "
+        "subtitle": "StreamChat Compare run · ▶ Replay plays every side from the same moment, "
         "at their recorded timing.",
         "no_recording": NO_RECORDING,
         "prompt": first.prompt,
         "mark": f"replay of {when_label(first.created_at)}, {first.model}",
         "sides": [
             {
-                "heading": _SIDE_HEADINGS.get(rec.side or "", rec.side or "Reply"),
+                "heading": rec.heading,
                 "content": rec.prefix + rec.text,
                 "reasoning": rec.reasoning_prefix + rec.reasoning,
                 "rec": _rec_data(rec),

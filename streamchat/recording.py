@@ -93,6 +93,15 @@ class Recording:
         return bool(self.settings.get("stream", True))
 
     @property
+    def heading(self) -> str:
+        """What a side-by-side replay calls it: "Streaming" / "Non-streaming" for the default
+        pair's sides, "lane · model · streaming" for a lane of any other comparison."""
+        mode = "Streaming" if self.stream else "Non-streaming"
+        if self.side in (None, "stream", "non-stream"):
+            return mode
+        return f"{self.side} · {self.model} · {mode.lower()}"
+
+    @property
     def first_token(self) -> float | None:
         return next((c.t for c in self.chunks if c.token), None)
 

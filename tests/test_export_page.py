@@ -102,6 +102,20 @@ def test_a_compare_page_has_both_sides():
     data = json.loads(tags.data["replay-data"])
     assert [s["heading"] for s in data["sides"]] == ["Streaming", "Non-streaming"]
     assert data["mark"] == "replay of 2025-01-02 09:30 UTC, scripted <b>model</b>"
+    assert data["title"] == "Streaming vs non-streaming"
+
+
+def test_a_compare_page_of_three_lanes_names_each_and_lays_them_out_in_three_columns():
+    page = export_page.compare_page([paper_recording("a ", side="fast"), paper_recording("b ", side="slow"),
+                                     paper_recording("c ", side="fast-whole", stream=False)])
+    tags = Tags()
+    tags.feed(page)
+    data = json.loads(tags.data["replay-data"])
+    model = "scripted <b>model</b>"   # text only: the page sets it with textContent
+    assert [s["heading"] for s in data["sides"]] == [
+        f"fast · {model} · streaming", f"slow · {model} · streaming", f"fast-whole · {model} · non-streaming"]
+    assert data["title"] == "3 lanes compared"
+    assert '"sides n" + data.sides.length' in page and ".sides.n3 {" in page
 
 
 # ---- Chromium: opened from disk, network blocked --------------------------------------------------
