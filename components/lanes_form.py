@@ -27,7 +27,9 @@ from .settings_form import ChatOptions
 
 SIDEBAR, EMBEDDED, CONFIGURED = "sidebar", "embedded", "configured"
 IDS, NEXT_ID, ADDED = "cmp_lane_ids", "cmp_lane_next", "cmp_added_endpoints"
-SHORT_MODEL = 22  # characters of the model in a column header (four columns at 1280 px)
+EDITOR = "cmp-lanes"  # the editor's expander (its open state)
+# Characters of the model in a column header, by the number of columns: four must read at 1280 px.
+SHORT_MODEL = {2: 40, 3: 24, 4: 16}
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,18 @@ def endpoint_choices(settings: Settings, options: ChatOptions) -> dict[str, Choi
     return choices
 
 
-def short_model(model: str | None) -> str:
+def short_model(model: str | None, limit: int) -> str:
     model = model or "?"
-    return model if len(model) <= SHORT_MODEL else model[: SHORT_MODEL - 1] + "…"
+    return model if len(model) <= limit else model[: limit - 1] + "…"
 
 
-def header(lane: Lane, index: int, default_pair: bool) -> str:
-    """A column's short title: "Streaming" for the default pair, else "A · model-a · stream"."""
+def header(lane: Lane, lanes: int, default_pair: bool) -> str:
+    """A column's short title: "Streaming" for the default pair, else "A · model-a · stream"
+    (the model cut short for three or four columns)."""
     if default_pair:
         return lane.name
-    return f"{lane.name} · {short_model(lane.model)} · {'stream' if lane.stream else 'no stream'}"
+    model = short_model(lane.model, SHORT_MODEL.get(lanes, 16))
+    return f"{lane.name} · {model} · {'stream' if lane.stream else 'no stream'}"
 
 
 def _ids() -> list[int]:
@@ -120,6 +124,7 @@ def _add_lane() -> None:
     if len(ids) < MAX_LANES:
         st.session_state[IDS] = [*ids, st.session_state[NEXT_ID]]
         st.session_state[NEXT_ID] += 1
+        st.session_state[EDITOR] = True
 
 
 def _remove_lane(lane_id: int) -> None:
@@ -159,20 +164,26 @@ def lanes_form(settings: Settings, options: ChatOptions, *, disabled: bool) -> L
     ids = _ids()
     rows = []
     summary = "Lanes: " + (
-        "streaming vs non-streaming (change them, or add up to four)" if len(ids) == 2 else f"{len(ids)} racing"
+        "streaming vs non-streaming (change them, or add up to four)"
+        if len(ids) == 2
+        else f"{len(ids)} racing"
     )
-    # Keyed: the expander stays as the person left it when its label changes.
-    with st.expander(summary, expanded=len(ids) > 2, key="cmp-lanes"):
+    # Keyed: it stays as the person left it when its label changes; it opens when a lane is
+    # added and closes when a comparison starts (the race is what to look at then).
+    with st.expander(summary, key=EDITOR, on_change="rerun"):
         for position, lane_id in enumerate(ids):
             rows.append(
                 _lane_row(position, lane_id, choices, disabled=disabled, removable=len(ids) > MIN_LANES)
             )
         st.button(
-            "➕ Add lane",
+            "Add lane",
             key="cmp_add_lane",
             on_click=_add_lane,
             disabled=disabled or len(ids) >= MAX_LANES,
-            help=f"Up to {MAX_LANES} lanes race on the same prompt.",
+        )
+        st.caption(
+            f"Up to {MAX_LANES} lanes. Temperature empty: 0 with a fixed seed, the same in every "
+            "lane. Max tokens empty: the sidebar's. The embedded model names its model itself."
         )
         _endpoint_fields(choices, disabled=disabled)
     return _lanes(rows, choices, options)
@@ -181,7 +192,7 @@ def lanes_form(settings: Settings, options: ChatOptions, *, disabled: bool) -> L
 def _lane_row(position: int, lane_id: int, choices: dict[str, Choice], *, disabled: bool, removable: bool):
     state = st.session_state
     letter = LANE_LETTERS[position]
-    cols = st.columns([0.4, 3, 2.4, 1.1, 1.3, 1.3, 0.5], vertical_alignment="bottom")
+    cols = st.columns([0.3, 2.3, 1.7, 1.4, 1.05, 1.15, 1.25], vertical_alignment="bottom")
     cols[0].markdown(
         f"<span style='color:{LANE_COLORS[position]};font-size:1.6rem'>■</span> **{letter}**",
         unsafe_allow_html=True,
@@ -202,47 +213,40 @@ def _lane_row(position: int, lane_id: int, choices: dict[str, Choice], *, disabl
         value=choice.model,
         key=f"cmp_lane_model_{lane_id}:{choice_id}",
         disabled=disabled or choice.fixed_model,
-        help="The endpoint's own model." if choice.fixed_model else "Defaults to the endpoint's model.",
     )
     stream = cols[3].toggle(
         f"Stream {letter}", value=lane_id != 1, key=f"cmp_lane_stream_{lane_id}", disabled=disabled
     )
-    temperature = cols[4].number_input(
-        f"Temp. {letter}",
-        min_value=0.0,
-        max_value=2.0,
-        value=None,
-        step=0.1,
-        key=f"cmp_lane_temp_{lane_id}",
-        disabled=disabled,
-        placeholder="0 (fixed)",
-        help="Empty: 0, with a fixed seed (every lane the same).",
-    )
-    max_tokens = cols[5].number_input(
-        f"Max tok. {letter}",
-        min_value=1,
-        max_value=131_072,
-        value=None,
-        step=64,
-        key=f"cmp_lane_max_{lane_id}",
-        disabled=disabled,
-        placeholder="sidebar",
-        help="Empty: the sidebar's max tokens.",
+    # Empty (None) unless the lane sets its own: the comparison's own then apply.
+    temperature, max_tokens = (
+        col.number_input(
+            f"{label} {letter}",
+            low,
+            high,
+            value=None,
+            step=step,
+            key=f"{key}_{lane_id}",
+            disabled=disabled,
+            placeholder=empty,
+        )
+        for col, label, low, high, step, key, empty in (
+            (cols[4], "Temp.", 0.0, 2.0, 0.1, "cmp_lane_temp", "0 (fixed)"),
+            (cols[5], "Max tok.", 1, 131_072, 64, "cmp_lane_max", "sidebar"),
+        )
     )
     cols[6].button(
-        "✕",
+        "Remove",
         key=f"cmp_lane_remove_{lane_id}",
         on_click=_remove_lane,
         args=(lane_id,),
         disabled=disabled or not removable,
-        help=f"Remove lane {letter}",
     )
     return choice_id, (model or "").strip(), bool(stream), temperature, max_tokens
 
 
 def _endpoint_fields(choices: dict[str, Choice], *, disabled: bool) -> None:
     st.markdown("**Add an endpoint** (OpenAI-compatible)")
-    cols = st.columns([1.2, 2.6, 1.8, 1.8, 1.1], vertical_alignment="bottom")
+    cols = st.columns([1.1, 2.4, 1.6, 1.6, 1.5], vertical_alignment="bottom")
     cols[0].text_input("Name", key="cmp_new_name", max_chars=40, disabled=disabled)
     cols[1].text_input(
         "Base URL",
@@ -312,3 +316,8 @@ def _lanes(rows, choices: dict[str, Choice], options: ChatOptions) -> LanesChoic
             )
         )
     return LanesChoice(out)
+
+
+def close_editor() -> None:
+    """When a comparison starts: fold the editor away, so the lanes' columns are in view."""
+    st.session_state[EDITOR] = False

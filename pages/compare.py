@@ -14,7 +14,7 @@ from components import visible_ttft
 from components.context import context
 from components.frames import run_frames
 from components.identity import session_owner
-from components.lanes_form import header, lanes_form
+from components.lanes_form import close_editor, header, lanes_form
 from components.live_reply import CaptionSlot, LiveReply
 from components.metrics_panel import status_text
 from streamchat import compare, metrics
@@ -65,6 +65,7 @@ def start_comparison() -> None:
         state.cmp_problem = chosen.problem or options.problem
         return
     state.cmp_problem = None
+    close_editor()
     lanes = chosen.lanes
     record = compare.record_to_store(ctx.store, owner=session_owner())
     first_stream_run: dict = {}  # the run the visible-TTFT probe times (filled by the runner)
@@ -151,12 +152,14 @@ if comparison is None:
 
 LANES = comparison.lanes
 DEFAULT_PAIR = comparison.is_default_pair
-NAMES = {lane.key: header(lane, n, DEFAULT_PAIR) for n, lane in enumerate(LANES)}
+NAMES = {lane.key: header(lane, len(LANES), DEFAULT_PAIR) for lane in LANES}
 PROBE_KEY = next((lane.key for lane in LANES if lane.stream), None)
 COLORS = {lane.key: LANE_COLORS[n] for n, lane in enumerate(LANES)}
-# Each lane's column wears its colour (the timeline's line colour) as a bar over its header.
+# Each lane's column wears its colour (the timeline's line colour) as a bar over its header;
+# more than two columns get smaller headers (four must still read at 1280 px).
 st.html(
     "<style>"
+    + ("" if DEFAULT_PAIR else "[class*='st-key-cmp-lane-'] h3 { font-size: 1.15rem; min-height: 2.7em; }")
     + "".join(
         f".st-key-cmp-lane-{n} {{ border-top: 6px solid {c}; padding-top: 0.3rem; }}"
         for n, c in enumerate(COLORS.values())
@@ -316,10 +319,12 @@ def timeline_chart(rnd: compare.CompareRound) -> alt.LayerChart | None:
         if g is None:
             continue
         name = NAMES[lane.key]
-        for kind in (compare.ANSWER, compare.THINKING):  # thinking models: a dotted line too
+        v = compare.generation_values(g, lane.key)
+        # Thinking models: a dotted line for the thinking too (only then: an empty one would
+        # lie along the axis and bring its legend).
+        for kind in (compare.ANSWER, compare.THINKING) if v["has_reasoning"] else (compare.ANSWER,):
             for t, chars in compare.visible_text_timeline(g, kind):
                 rows.append({"lane": name, "text": kind, "seconds": t, "characters visible": chars})
-        v = compare.generation_values(g, lane.key)
         answer_mark = (("first answer", v["first_answer_s"]),) if v.get("has_reasoning") else ()
         for what, t in (("first text", v["first_text_s"]), *answer_mark, ("E2E", v["e2e_s"])):
             if t is not None and g.is_finished:
@@ -344,6 +349,7 @@ def timeline_chart(rnd: compare.CompareRound) -> alt.LayerChart | None:
             symbolStrokeWidth=LINE_WIDTH + 1,
             symbolSize=600,
             columnPadding=28,
+            **({"columns": 2} if len(LANES) > 2 else {}),  # four long names: two rows
         ),
     )
     lines = (
@@ -435,7 +441,7 @@ def explained(row: dict) -> str:
 # full at any width (a data grid cuts long labels with "…"); what each label means is in the
 # caption below it.
 table = pd.DataFrame(
-    [{"lane": NAMES[lane.key], **{row["label"]: cell(row, lane.key) for row in summary}} for lane in LANES]
+    [{"Lane": NAMES[lane.key], **{row["label"]: cell(row, lane.key) for row in summary}} for lane in LANES]
 )
 st.table(table, hide_index=True)
 st.caption(

@@ -30,7 +30,7 @@ def test_a_comparison_runs_both_modes_and_records_them(page, server, tmp_path):
     assert sorted(r.stream for r in counted) == [False, False, True, True]
     assert all(r.body["temperature"] == 0 and r.body["seed"] == 1234 for r in counted)
     summary = page.table[0].value   # one row per lane, a column per figure
-    assert list(summary["lane"]) == ["Streaming", "Non-streaming"]
+    assert list(summary["Lane"]) == ["Streaming", "Non-streaming"]
     assert "Time to first text" in summary.columns
     assert all("p95" in cell for cell in summary["Time to first text"])   # repeat 2: p95 shown
     runs = Store(tmp_path / "data").runs()

@@ -83,7 +83,7 @@ def test_a_third_lane_on_another_server_is_run_and_recorded_together(page, serve
     assert sorted(r["lane"] for r in runs) == ["a", "b", "c"]
     # One row per lane in the summary, one line per lane on the timeline; a winner is named.
     table = page.table[0].value
-    assert [lane.split(" · ")[0] for lane in table["lane"]] == ["A", "B", "C"]
+    assert [lane.split(" · ")[0] for lane in table["Lane"]] == ["A", "B", "C"]
     assert page.success and "A showed text" in page.success[0].value and "sooner than" in page.success[0].value
     assert any("sent within" in c.value for c in page.caption)
 

@@ -60,10 +60,10 @@ def test_summary_labels_are_short_and_explained_beside_the_table(page):
     page.button(key="cmp_run").click().run()
     assert not page.exception
     table = page.table[0].value   # one row per lane, a column per figure
-    labels = [column for column in table.columns if column != "lane"]
+    labels = [column for column in table.columns if column != "Lane"]
     assert "Tok/s" in labels and "Time to first text" in labels
     assert all(len(label) <= 18 for label in labels), labels
-    assert all(len(lane) <= 22 for lane in table["lane"]), list(table["lane"])
+    assert all(len(lane) <= 22 for lane in table["Lane"]), list(table["Lane"])
     assert not any("p95" in cell for cell in table["Time to first text"])   # repeat 1: medians only
     captions = " ".join(c.value for c in page.caption)
     assert "Tok/s" in captions and "decode rate" in captions and "effective rate" in captions
