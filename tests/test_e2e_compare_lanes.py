@@ -164,9 +164,10 @@ def test_stop_all_closes_every_lane_at_once(stack):
             a.queue(WARM_UP, held_a, held_a)
             b.queue(WARM_UP, held_b)
             page.get_by_role("button", name="Run comparison").click()
-            # Mid-stream: both streamed lanes have shown their first 20 tokens and are held there.
-            for srv, n in ((a, 3), (b, 2)):
-                srv.wait_until(lambda recs, n=n: len([r for r in recs if r.t_held]) >= n - 1 and len(recs) >= n or None,
+            # Mid-stream: the streamed lanes have sent 20 tokens and the body of the non-streamed
+            # one is ready; every one of them is held there (a: two lanes, b: one).
+            for srv, held in ((a, 2), (b, 1)):
+                srv.wait_until(lambda recs, k=held: sum(r.t_held is not None for r in recs) >= k or None,
                                timeout=20)
             wait_for_text(page, "a19", timeout=10, root=BODIES["a"])
             wait_for_text(page, "b19", timeout=10, root=BODIES["b"])
@@ -183,5 +184,31 @@ def test_stop_all_closes_every_lane_at_once(stack):
             print("stop all → closed after", [round(r.t_disconnected - t_click, 3) for r in records], "s")
             wait_for_text(page, "No comparison", timeout=15)
             assert page.get_by_text("stopped").count() >= 3
+    finally:
+        a.release(), b.release()
+
+
+def test_stop_one_lane_closes_its_connection_only(stack):
+    a, b, url, browser = stack
+    a.reset(), b.reset()
+    held_a, held_b = {**A, "hold_after": 20}, {**B, "hold_after": 20}
+    try:
+        with app_page(browser, url) as page:
+            set_up_lanes(page, [("a", True), ("b", True)])
+            a.queue(WARM_UP, held_a)
+            b.queue(WARM_UP, held_b)
+            page.get_by_role("button", name="Run comparison").click()
+            wait_for_text(page, "a19", timeout=20, root=BODIES["a"])
+            wait_for_text(page, "b19", timeout=20, root=BODIES["b"])
+            t_click = time.perf_counter()
+            page.get_by_role("button", name="Stop B", exact=True).click()
+            (lane_b,) = [r for r in b.requests() if r.body.get("max_tokens") != 1]
+            lane_b = b.wait_for_end(lane_b.id, timeout=10)
+            assert lane_b.t_disconnected is not None and lane_b.t_disconnected < t_click + PROMPTLY_S
+            a.release()   # lane A goes on and finishes
+            wait_for_text(page, "Summary", timeout=20)
+            (lane_a,) = [r for r in a.requests() if r.body.get("max_tokens") != 1]
+            assert a.wait_for_end(lane_a.id).completed
+            assert "lane B was stopped" in page.locator('[data-testid="stMain"]').inner_text()
     finally:
         a.release(), b.release()
