@@ -2,11 +2,10 @@
 a (TTFT 0.3 s, 100 tok/s) and b (TTFT 1.0 s, 50 tok/s), 200 tokens each. Lanes: A = a streamed,
 B = a not streamed, C = b streamed, raced. The streamed bodies grow at the same time while the
 non-streamed one stays empty until its body arrives; the summary shows each lane's schedule; Stop
-all closes every connection at once. Screenshots (4 lanes) go to $STREAMCHAT_SHOTS."""
-import os
+all closes every connection at once, a lane's own Stop only its own. The scripted servers hold the
+replies at a gate (hold_after) wherever a test needs them mid-stream."""
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,6 @@ from tests.harness.scripted_server import scripted_server_process
 
 pytestmark = pytest.mark.timeout(120)
 
-SHOTS = Path(os.environ.get("STREAMCHAT_SHOTS", "/tmp/streamchat-shots"))
 A = {"ttft": 0.3, "tokens": 200, "rate": 100, "token_text": "a{i} "}
 B = {"ttft": 1.0, "tokens": 200, "rate": 50, "token_text": "b{i} "}
 WARM_UP = {"tokens": 1}
