@@ -10,7 +10,8 @@ import time
 import pytest
 
 from tests.harness.bounds import PROMPTLY_S
-from tests.harness.browser import app_env, app_page, browser_ms_to_perf, chromium, streamlit_app, wait_for_text, wait_idle
+from tests.harness.browser import (app_env, app_page, browser_ms_to_perf, chromium, set_up_lanes, streamlit_app,
+                                   wait_for_text, wait_idle)
 from tests.harness.scripted_server import scripted_server_process
 
 pytestmark = pytest.mark.timeout(120)
@@ -44,44 +45,6 @@ def stack(tmp_path_factory):
             "STREAMCHAT_ENDPOINTS": f"a={a.base_url}|model-a,b={b.base_url}|model-b"}
         with streamlit_app("app.py", env) as url, chromium() as browser:
             yield a, b, url, browser
-
-
-def choose(page, label: str, option: str) -> None:
-    box = page.get_by_role("combobox", name=label)
-    page.mouse.move(0, 0)   # no tooltip over it
-    box.scroll_into_view_if_needed()
-    for attempt in range(3):   # a click during a re-run can be lost: open the list again then
-        box.click()
-        try:
-            page.get_by_role("option").first.wait_for(timeout=3_000)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option))).click()
-    wait_idle(page)
-
-
-def set_up_lanes(page, lanes: list[tuple[str, bool]], race: bool = True) -> None:
-    """lanes: (endpoint name, streamed) per lane, A first."""
-    page.get_by_role("link", name="Compare").click()
-    page.get_by_text("Lanes: streaming vs non-streaming").click()
-    page.get_by_role("combobox", name="Endpoint A").wait_for(timeout=10_000)
-    wait_idle(page)
-    for n, (endpoint, stream) in enumerate(lanes):
-        letter = "ABCD"[n]
-        if n >= 2:
-            page.get_by_role("button", name="Add lane").click()
-            page.get_by_role("combobox", name=f"Endpoint {letter}").wait_for(timeout=10_000)
-            wait_idle(page)
-        choose(page, f"Endpoint {letter}", f"{endpoint} (")
-        toggle = page.get_by_label(f"Stream {letter}", exact=True)
-        if toggle.is_checked() != stream:
-            toggle.click(force=True)
-            wait_idle(page)
-    if race:
-        page.get_by_text("Race (at once)").click()
-        wait_idle(page)
 
 
 def seconds(text: str) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,46 @@ def app_page(browser, url: str, timeout: float = 30.0):
         context.close()
 
 
+def choose(page, label: str, option: str) -> None:
+    """Pick the option whose text starts with `option` in the selectbox labelled `label`."""
+    box = page.get_by_role("combobox", name=label)
+    page.mouse.move(0, 0)   # no tooltip over it
+    box.scroll_into_view_if_needed()
+    for attempt in range(3):   # a click during a re-run can be lost: open the list again then
+        box.click()
+        try:
+            page.get_by_role("option").first.wait_for(timeout=3_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(option))).click()
+    wait_idle(page)
+
+
+def set_up_lanes(page, lanes: list[tuple[str, bool]], race: bool = True) -> None:
+    """On the Compare page: lanes (endpoint name as the lane editor lists it, streamed) per
+    lane, A first; race mode unless `race` is False."""
+    page.get_by_role("link", name="Compare").click()
+    page.get_by_text("Lanes: streaming vs non-streaming").click()
+    page.get_by_role("combobox", name="Endpoint A").wait_for(timeout=10_000)
+    wait_idle(page)
+    for n, (endpoint, stream) in enumerate(lanes):
+        letter = "ABCD"[n]
+        if n >= 2:
+            page.get_by_role("button", name="Add lane").click()
+            page.get_by_role("combobox", name=f"Endpoint {letter}").wait_for(timeout=10_000)
+            wait_idle(page)
+        choose(page, f"Endpoint {letter}", f"{endpoint} (")
+        toggle = page.get_by_label(f"Stream {letter}", exact=True)
+        if toggle.is_checked() != stream:
+            toggle.click(force=True)
+            wait_idle(page)
+    if race:
+        page.get_by_text("Race (at once)").click()
+        wait_idle(page)
+
+
 def send_prompt(page, text: str) -> float:
     """Type `text` into the chat input and submit it; return perf_counter just before Enter."""
     box = page.locator(CHAT_INPUT)
@@ -155,6 +196,11 @@ def stop_button(page):
     return page.get_by_role("button", name="Stop", exact=True)
 
 
+def stop_controls(page):
+    """What a running page shows: chat's Stop, or Compare's Stop / Stop all (lanes)."""
+    return page.get_by_role("button", name=re.compile(r"^Stop( all)?$"))
+
+
 def click_stop(page, timeout: float = 5.0) -> float:
     """Click the visible Stop button; return perf_counter just before the click is dispatched.
     (TextWatch records the browser's own click time, which is more precise.)"""
@@ -170,11 +216,11 @@ def is_running(page) -> bool:
 
 
 def wait_idle(page, timeout: float = 30.0, settle: float = 0.3, run_timeout: float = 5.0) -> bool:
-    """Wait until no Stop button is shown (raises TimeoutError after `timeout`), then up to
+    """Wait until no Stop / Stop all button is shown (raises TimeoutError after `timeout`), then up to
     `run_timeout` more until Streamlit's "Running..." indicator stayed away for `settle` seconds.
     Returns False if the app kept running (e.g. a fragment on a timer) but shows no Stop button."""
     deadline = time.perf_counter() + timeout
-    while stop_button(page).count() > 0:
+    while stop_controls(page).count() > 0:
         if time.perf_counter() > deadline:
             raise TimeoutError(f"Stop button still visible after {timeout:g}s")
         page.wait_for_timeout(20)
@@ -182,7 +228,7 @@ def wait_idle(page, timeout: float = 30.0, settle: float = 0.3, run_timeout: flo
     quiet_since = None
     while True:
         now = time.perf_counter()
-        if stop_button(page).count() > 0 or is_running(page):
+        if stop_controls(page).count() > 0 or is_running(page):
             quiet_since = None
         elif quiet_since is None:
             quiet_since = now
