@@ -660,21 +660,15 @@ def lanes_verdict(
     not finish and why ("lane B failed: …")."""
     parts: list[str] = []
     first = _lane_medians(summary, "first_text_s", lanes)
-    if len(first) >= 2:
-        (win, a), (second, b) = first[:2]
-        parts.append(
-            f"{win.name} showed text {_times(b / a)} sooner than {second.name}"
-            if a > 0 and b >= a * SAME_RATIO
-            else f"{win.name} and {second.name} showed text at about the same time"
-        )
     e2e = _lane_medians(summary, "e2e_s", lanes)
-    if len(e2e) >= 2:
-        (win, a), (second, b) = e2e[:2]
-        parts.append(
-            f"{win.name} finished {_times(b / a)} faster than {second.name}"
-            if a > 0 and b >= a * SAME_RATIO
-            else f"{win.name} and {second.name} finished at about the same time"
-        )
+    for ranked, did, sooner in ((first, "showed text", "sooner"), (e2e, "finished", "faster")):
+        if len(ranked) >= 2:  # the lowest time wins, against the next
+            (win, a), (second, b) = ranked[:2]
+            parts.append(
+                f"{win.name} {did} {_times(b / a)} {sooner} than {second.name}"
+                if a > 0 and b >= a * SAME_RATIO
+                else f"{win.name} and {second.name} {did} at about the same time"
+            )
     # Decode speed means something only for streamed lanes (a body has no decode to time).
     streamed = [lane for lane in lanes if lane.stream]
     rates = _lane_medians(summary, "tok_per_s", streamed)[::-1]
