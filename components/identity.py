@@ -7,6 +7,12 @@ Two modes (README, "Single user and shared"):
                 identity kept in a cookie the app sets itself, conversations are strictly
                 per identity. A link can never set the identity (a `?u=` in the URL is ignored),
                 so nobody can hand a victim a link that files their chats under a known id.
+
+Behind an authenticating proxy (team mode, README "Run for a team"), the identity is the person
+the proxy vouches for: STREAMCHAT_TRUSTED_USER_HEADER names the header it sets (honoured only
+when set; the proxy must strip it from what browsers send). Where Streamlit's own login (OIDC,
+`st.login`, configured in secrets) is set up and the person is signed in, it is their account.
+Either way the identity is the same on every replica and in every browser of that person.
 """
 
 from __future__ import annotations
@@ -34,7 +40,36 @@ export default function(component) {{
 _set_cookie = st.components.v2.component("streamchat_identity_cookie", js=_SET_COOKIE_JS)
 
 
+TRUSTED_HEADER_ENV = "STREAMCHAT_TRUSTED_USER_HEADER"
+_MAX_USER_CHARS = 200
+
+
+def trusted_header() -> str | None:
+    return os.environ.get(TRUSTED_HEADER_ENV, "").strip() or None
+
+
+def vouched_user() -> str | None:
+    """The owner for a person someone vouches for: "user:<name>" from the trusted header, or
+    "oidc:<email or subject>" from st.login; None when nobody does."""
+    header = trusted_header()
+    if header:
+        value = (st.context.headers.get(header) or "").strip()
+        if value:
+            return "user:" + value[:_MAX_USER_CHARS]
+    try:
+        user = st.user
+        if user.get("is_logged_in"):
+            who = user.get("email") or user.get("sub")
+            if who:
+                return "oidc:" + str(who)[:_MAX_USER_CHARS]
+    except Exception:  # no auth configured: st.user has nothing to say
+        pass
+    return None
+
+
 def is_shared() -> bool:
+    if trusted_header():
+        return True  # behind an authenticating proxy: a team, never "single user"
     flag = os.environ.get("STREAMCHAT_SHARED", "").strip().lower()
     if flag in ("1", "true", "yes", "on"):
         return True
@@ -45,12 +80,16 @@ def is_shared() -> bool:
 
 
 def session_owner() -> str:
-    """The identity conversations are filed under: LOCAL_OWNER in single-user mode, else this
-    browser's cookie (made and set on its first visit)."""
+    """The identity conversations are filed under: LOCAL_OWNER in single-user mode; else the
+    person a proxy or st.login vouches for; else this browser's cookie (made and set on its
+    first visit)."""
     state = st.session_state
     if "owner" not in state:
+        vouched = vouched_user() if is_shared() else None
         if not is_shared():
             state.owner = LOCAL_OWNER
+        elif vouched is not None:
+            state.owner = vouched
         else:
             cookies = st.context.cookies
             from_cookie = str(cookies.get(COOKIE) or "") if cookies else ""

@@ -145,3 +145,61 @@ def test_shared_mode_a_share_link_opens_the_chat_read_only_but_its_address_does_
         finally:
             bob.context.close()
             mallory.context.close()
+
+
+@pytest.fixture(scope="module")
+def proxied(stack, tmp_path_factory):
+    """A third app behind an (imagined) authenticating proxy: STREAMCHAT_TRUSTED_USER_HEADER."""
+    srv, _, browser = stack
+    data_dir = tmp_path_factory.mktemp("proxied-data")
+    env = {**app_env(srv, data_dir), "STREAMCHAT_TRUSTED_USER_HEADER": "X-Forwarded-User"}
+    with streamlit_app("app.py", env) as url:
+        yield srv, url, browser, data_dir
+
+
+def open_as(browser, url: str, user: str | None):
+    """A fresh browser (no cookies) whose requests carry the proxy's header for `user`."""
+    headers = {"X-Forwarded-User": user} if user else {}
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, extra_http_headers=headers)
+    page = context.new_page()
+    page.goto(url, timeout=30_000)
+    page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
+    wait_idle(page)
+    return page
+
+
+def test_the_proxys_user_is_the_identity_in_every_browser_and_nobody_else_sees_it(proxied):
+    srv, url, browser, data_dir = proxied
+    srv.reset()
+    alice = open_as(browser, url, "alice@example.com")
+    try:
+        chat_once(alice, srv, "alice's plan", "secret")
+    finally:
+        alice.context.close()
+    alice_again, bob, nobody = (open_as(browser, url, u) for u in ("alice@example.com", "bob@example.com", None))
+    try:
+        # Another browser of the same person (as another replica would serve it): her chat.
+        wait_for_text(alice_again, "alice's plan", root=SIDEBAR, timeout=10)
+        alice_again.locator(SIDEBAR).get_by_role("button", name="alice's plan").click()
+        wait_for_text(alice_again, "secret2", timeout=15)
+        for other in (bob, nobody):   # another person, or a request that did not come via the proxy
+            assert "alice's plan" not in other.locator(SIDEBAR).inner_text()
+    finally:
+        for p in (alice_again, bob, nobody):
+            p.context.close()
+    with sqlite3.connect(data_dir / "streamchat.db") as db:
+        owners = {row[0] for row in db.execute("SELECT owner FROM conversations")}
+    assert owners == {"user:alice@example.com"}
+
+
+def test_the_header_means_nothing_unless_the_trusted_header_is_configured(shared):
+    srv, url, browser, data_dir = shared
+    srv.reset()
+    mallory = open_as(browser, url, "alice@example.com")   # anyone can send any header
+    try:
+        chat_once(mallory, srv, "claiming to be alice", "nope")
+    finally:
+        mallory.context.close()
+    with sqlite3.connect(data_dir / "streamchat.db") as db:
+        owner, = db.execute("SELECT owner FROM conversations WHERE title LIKE 'claiming%'").fetchone()
+    assert not owner.startswith("user:") and len(owner) == 32   # a cookie identity of its own
