@@ -72,6 +72,16 @@ def streamlit_app(script_path: str | os.PathLike, env: dict[str, str], port: int
                   startup_timeout: float = 60.0, log_path: str | os.PathLike | None = None,
                   cwd: Path = ROOT) -> Iterator[str]:
     """Run `streamlit run script_path` on 127.0.0.1; yield its URL once /_stcore/health answers."""
+    with streamlit_process(script_path, env, port, startup_timeout=startup_timeout, log_path=log_path,
+                           cwd=cwd) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def streamlit_process(script_path: str | os.PathLike, env: dict[str, str], port: int | None = None, *,
+                      startup_timeout: float = 60.0, log_path: str | os.PathLike | None = None,
+                      cwd: Path = ROOT) -> Iterator[tuple[str, subprocess.Popen]]:
+    """streamlit_app, yielding (URL, process) for a test that kills it mid-way."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(script_path), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -94,7 +104,7 @@ def streamlit_app(script_path: str | os.PathLike, env: dict[str, str], port: int
             if time.monotonic() > deadline:
                 raise TimeoutError(f"streamlit not healthy after {startup_timeout:g}s:\n{tail(log)}")
             time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         kill_process_group(proc)
         if own_log:
