@@ -42,7 +42,7 @@ def wait_until(check, timeout=20.0):
 
 
 def test_a_write_outlasts_a_lock_longer_than_the_busy_timeout(store, monkeypatch):
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.2)
     cid = store.create_conversation()
     lock = Locker(store.path)
     done = []
@@ -55,7 +55,7 @@ def test_a_write_outlasts_a_lock_longer_than_the_busy_timeout(store, monkeypatch
 
 
 def test_a_write_gives_up_with_a_clear_error_after_its_patience(store, monkeypatch):
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.05)
     store.write_patience = 0.3
     cid = store.create_conversation()
     lock = Locker(store.path)
@@ -67,7 +67,7 @@ def test_a_write_gives_up_with_a_clear_error_after_its_patience(store, monkeypat
 
 
 def test_a_reply_finishing_under_a_lock_is_saved_whole_when_it_lifts(store, runner, monkeypatch):
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.05)
     monkeypatch.setattr(replies, "SAVE_RETRY_S", 0.05)
     store.write_patience = 0.2
     cid = store.create_conversation()
@@ -98,7 +98,7 @@ def test_a_reply_finishing_under_a_lock_is_saved_whole_when_it_lifts(store, runn
 def test_a_message_sent_under_a_lock_is_kept_on_screen_to_send_again(open_page, tmp_path,
                                                                      monkeypatch):
     from components.context import shared_store
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.05)
     with ScriptedServer(Script(tokens=3, rate=0, token_text="ok{i} ")) as srv:
         at = open_page(srv)
         app_store = shared_store(str(tmp_path / "data"))
