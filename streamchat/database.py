@@ -417,6 +417,9 @@ class PostgresDatabase(Database):
             name="streamchat",
         )
         with self._errors():
+            # One plain connection first: a wrong host, password or database name fails at once
+            # with the server's reason (the pool would retry until its timeout, then say only that).
+            psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
 
     def describe(self) -> str:
