@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 from .errors import redact
 
@@ -371,7 +370,8 @@ class SQLiteDatabase(Database):
 
 
 def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and urlsplit(str(url)).scheme.lower() in POSTGRES_SCHEMES
+    scheme, sep, _ = str(url or "").partition("://")
+    return bool(sep) and scheme.strip().lower() in POSTGRES_SCHEMES
 
 
 def describe_postgres_url(url: str) -> str:
@@ -398,7 +398,7 @@ class PostgresDatabase(Database):
         self._where = describe_postgres_url(url)
         try:
             password = conninfo_to_dict(url).get("password")
-        except psycopg.Error as err:
+        except (psycopg.Error, ValueError) as err:
             raise StoreError(
                 f"STREAMCHAT_DATABASE_URL is not a valid PostgreSQL URL ({self._redact(err)})"
             ) from None
