@@ -1,6 +1,6 @@
 """The store on PostgreSQL, beyond the suite both backends run (tests/test_store.py): replicas
-starting together on a fresh database, a writer kept waiting, a connection cut by the server, and
-a password that never shows up in an error or a repr."""
+starting together on a fresh database, a connection cut by the server, and a password that never
+shows up in an error or a repr. (A writer kept waiting: tests/test_store_locked.py, both backends.)"""
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +12,8 @@ import pytest
 
 from streamchat import migrations
 from streamchat.config import load_settings
-from streamchat.database import WRITE_LOCK, PostgresConnection, postgres_ddl, postgres_sql
-from streamchat.store import DatabaseBusy, StoreError, StoreUnavailable, open_store, store_at
+from streamchat.database import PostgresConnection, postgres_ddl, postgres_sql
+from streamchat.store import StoreError, open_store, store_at
 from tests.harness.processes import ROOT
 
 
@@ -74,20 +74,6 @@ def test_processes_starting_together_on_a_fresh_database_all_succeed(postgres_ur
     assert [out.strip() for out, _ in outs] == [str(len(migrations.MIGRATIONS))] * 4
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(len(migrations.MIGRATIONS),)]
-
-
-@pytest.mark.postgresql_only
-def test_a_write_waits_for_another_writer_then_gives_up_with_database_busy(backend_store, postgres_url):
-    store = backend_store
-    cid = store.create_conversation()
-    store.write_patience = 0.3
-    with psycopg.connect(postgres_url) as other:   # another replica in the middle of a write
-        other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        with pytest.raises(DatabaseBusy, match="locked"):
-            store.add_message(cid, "user", "hi")
-        assert isinstance(DatabaseBusy("x"), StoreUnavailable)
-        assert store.get_conversation(cid) is not None       # reads do not wait
-    assert store.add_message(cid, "user", "hi")             # the lock is gone: writes go on
 
 
 @pytest.mark.postgresql_only
