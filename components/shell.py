@@ -116,10 +116,15 @@ def run_guarded(run_app: Callable[[], object]) -> None:
         run_app()
     except StoreError as exc:
         log.exception("database error")
+        remedy = (
+            "check that the PostgreSQL server of STREAMCHAT_DATABASE_URL is running and reachable"
+            if load_settings().database_url
+            else "restart the app (a damaged database is then moved aside and a fresh one "
+            "started), or free the disk / close the program holding it"
+        )
         st.error(
-            f"The conversation database cannot be used right now ({exc}). Nothing new can "
-            "be saved: restart the app (a damaged database is then moved aside and a fresh "
-            "one started), or free the disk / close the program holding it.",
+            f"The conversation database cannot be used right now ({exc}). "
+            f"Nothing new can be saved: {remedy}.",
             icon="🗄️",
         )
 

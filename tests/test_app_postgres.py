@@ -41,3 +41,17 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password(server,
     assert any("Cannot use the database" in e and "STREAMCHAT_DATABASE_URL" in e for e in errors), errors
     page = repr([*errors, *(w.value for w in at.warning), *(m.value for m in at.markdown)])
     assert secret not in page
+
+
+def test_a_database_lost_while_the_app_runs_gets_a_message_not_a_traceback(server, open_page, postgres_url,
+                                                                          monkeypatch):
+    import psycopg
+
+    monkeypatch.setenv("STREAMCHAT_DATABASE_URL", postgres_url)
+    at = open_page(server)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:   # its tables gone
+        admin.execute("DROP TABLE messages, conversations, runs, recordings, shares CASCADE")
+    at.chat_input[0].set_value("hello?").run()
+    assert not at.exception
+    assert any("cannot be used right now" in e.value and "PostgreSQL" in e.value for e in at.error), \
+        [e.value for e in at.error]
