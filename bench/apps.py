@@ -43,7 +43,8 @@ from typing import Any, Callable
 
 from bench.history import history_messages
 from bench.report import Column, guarded, print_table
-from streamchat.store import Store
+from streamchat.config import load_settings
+from streamchat.store import open_store
 from tests.harness.browser import (
     CHAT_INPUT,
     TextWatch,
@@ -180,7 +181,7 @@ def history_path(name: str, data_dir: str, messages: int) -> str:
     saved conversation, the tutorial app the same messages through ?history=N."""
     if name == "baseline":
         return f"?history={messages}"
-    store = Store(data_dir)
+    store = open_store(load_settings(None, {"STREAMCHAT_DATA_DIR": data_dir}))  # as the app's app_env
     try:
         conversation = store.create_conversation("bench history")
         for message in history_messages(messages):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from streamchat.config import Settings
 from streamchat.runner import Runner, get_runner
-from streamchat.store import Store
+from streamchat.store import Store, store_at
 
 from .conversations import ConversationList
 from .metrics_panel import MetricsPanel
@@ -31,9 +31,15 @@ class PageContext:
 
 
 @st.cache_resource(show_spinner=False)
-def shared_store(data_dir: str) -> Store:
-    """One store per process and data dir, shared by all sessions."""
-    return Store(data_dir)
+def shared_store(data_dir: str, database_url: str | None = None) -> Store:
+    """One store per process and data dir (or database), shared by all sessions."""
+    return store_at(data_dir, database_url)
+
+
+def store_options(settings: Settings) -> dict[str, str]:
+    """shared_store's arguments after the data dir: the database URL, when there is one (a
+    cached resource is keyed by the arguments as given, so the default stays unnamed)."""
+    return {"database_url": settings.database_url} if settings.database_url else {}
 
 
 def shared_runner() -> Runner:

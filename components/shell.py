@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 
 import streamlit as st
 
 from streamchat.config import load_settings
+from streamchat.store import StoreError
 
-from .context import PageContext, set_context, shared_runner, shared_store
+from .context import PageContext, set_context, shared_runner, shared_store, store_options
 from .conversations import ConversationList, busy_conversations
 from .identity import remember_identity
 from .settings_form import settings_form
@@ -53,13 +53,19 @@ def render_shell(page: str = CHAT_PAGE) -> PageContext:
     for problem in settings.problems:
         st.warning(problem, icon="⚠️")
     try:
-        store = shared_store(str(settings.data_dir))
-    except (OSError, sqlite3.Error) as exc:  # missing rights, read-only folder or disk
+        store = shared_store(str(settings.data_dir), **store_options(settings))
+    except (OSError, StoreError) as exc:  # missing rights, read-only folder or disk, server gone
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        st.error(
-            f"Cannot use the data folder `{settings.data_dir}` ({reason}). "
-            "Set STREAMCHAT_DATA_DIR to a folder this user can write to."
-        )
+        if settings.database_url:  # (the URL itself may hold a password: never shown)
+            st.error(
+                f"Cannot use the database ({reason}). Check STREAMCHAT_DATABASE_URL, or unset it "
+                "to keep the conversations in STREAMCHAT_DATA_DIR."
+            )
+        else:
+            st.error(
+                f"Cannot use the data folder `{settings.data_dir}` ({reason}). "
+                "Set STREAMCHAT_DATA_DIR to a folder this user can write to."
+            )
         st.stop()
     if store.recovered_from and not st.session_state.get("_told_recovered"):
         st.session_state._told_recovered = True
@@ -108,12 +114,17 @@ def run_guarded(run_app: Callable[[], object]) -> None:
     outlasts the store's patience) gets a message, not a traceback."""
     try:
         run_app()
-    except sqlite3.DatabaseError as exc:
+    except StoreError as exc:
         log.exception("database error")
+        remedy = (
+            "check that the PostgreSQL server of STREAMCHAT_DATABASE_URL is running and reachable"
+            if load_settings().database_url
+            else "restart the app (a damaged database is then moved aside and a fresh one "
+            "started), or free the disk / close the program holding it"
+        )
         st.error(
-            f"The conversation database cannot be used right now ({exc}). Nothing new can "
-            "be saved: restart the app (a damaged database is then moved aside and a fresh "
-            "one started), or free the disk / close the program holding it.",
+            f"The conversation database cannot be used right now ({exc}). "
+            f"Nothing new can be saved: {remedy}.",
             icon="🗄️",
         )
 

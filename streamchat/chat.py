@@ -9,7 +9,6 @@ how many of the oldest messages are left out of what is sent).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +27,7 @@ from .replies import (
     up_to_last_user_message,
 )
 from .runner import EndpointSource, Runner
-from .store import APPEND, Store
+from .store import APPEND, Store, StoreError
 
 SUPERSEDED_SAVE_WAIT_S = 2.0  # a reply replaced by a new request: wait this long for its save
 
@@ -91,7 +90,7 @@ class ChatSession:
             if conversation_id is None:
                 conversation_id = self.store.create_conversation(owner=self.owner)
             message_id = self.store.add_message(conversation_id, "user", text)
-        except sqlite3.Error as exc:  # e.g. locked by another program for longer than we wait
+        except StoreError as exc:  # e.g. locked by another program for longer than we wait, server gone
             why = (
                 f"Your message could not be saved ({exc}), so it was not sent. "
                 "It is kept below: send it again when the database is free."

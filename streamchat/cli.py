@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import compare, errors, lanes
 from .config import LOCAL, Settings, load_settings, provider_for
@@ -34,6 +34,9 @@ from .providers import (
     validate_base_url,
 )
 from .records import safe_base_url
+
+if TYPE_CHECKING:
+    from .store import Store
 
 PROG = "python -m streamchat"
 DEFAULT_REPEAT = 3
@@ -180,6 +183,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _open_store(settings: Settings, alternative: str = "") -> Store:
+    """The store (SQLite in STREAMCHAT_DATA_DIR, or STREAMCHAT_DATABASE_URL's PostgreSQL), or a
+    CliError that says what to set (never the database URL: it may hold a password)."""
+    from .store import open_store
+
+    try:
+        return open_store(settings)
+    except Exception as exc:
+        where = "the database" if settings.database_url else f"the store in {settings.data_dir}"
+        setting = "STREAMCHAT_DATABASE_URL" if settings.database_url else "STREAMCHAT_DATA_DIR"
+        raise CliError(f"Cannot open {where}: {exc}. Check {setting} {alternative}".rstrip() + ".") from None
+
+
 def run_compare(args: argparse.Namespace, settings: Settings) -> int:
     # Every lane is checked (and the embedded model started, if a lane uses it) before any
     # request is sent.
@@ -187,15 +203,7 @@ def run_compare(args: argparse.Namespace, settings: Settings) -> int:
     endpoint = None if chosen else resolve_endpoint(args, settings)
     store = None
     if not args.no_save:
-        from .store import Store
-
-        try:
-            store = Store(settings.data_dir)
-        except Exception as exc:
-            raise CliError(
-                f"Cannot open the store in {settings.data_dir}: {exc}. "
-                "Set STREAMCHAT_DATA_DIR or pass --no-save."
-            ) from None
+        store = _open_store(settings, "or pass --no-save")
     params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0, seed=SEED)
     comparison = compare.Comparison(
         [{"role": "user", "content": args.prompt}],
@@ -233,15 +241,9 @@ def run_replay(args: argparse.Namespace, settings: Settings, out: TextIO | None 
     then its figures. Ctrl-C stops it."""
     from . import replay
     from .metrics import final_metrics, summary_line
-    from .store import Store
 
     out = out or sys.stdout
-    try:
-        store = Store(settings.data_dir)
-    except Exception as exc:
-        raise CliError(
-            f"Cannot open the store in {settings.data_dir}: {exc}. Set STREAMCHAT_DATA_DIR."
-        ) from None
+    store = _open_store(settings)
     try:
         rec = replay.load_any(store, args.id)
     finally:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
+from .database import is_postgres_url
 from .kinds import Provider
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class Settings:
     model: str | None = None
     local_model_path: str | None = None
     data_dir: Path = Path("data")
+    # STREAMCHAT_DATABASE_URL: PostgreSQL instead of the SQLite file in data_dir. May hold a
+    # password: never shown, logged or put in a message (repr=False; the store redacts errors).
+    database_url: str | None = field(default=None, repr=False)
     # STREAMCHAT_ENDPOINTS, each with its key from STREAMCHAT_KEY_<NAME> (streamchat.lanes)
     endpoints: tuple[NamedEndpoint, ...] = field(default=(), repr=False)
     problems: tuple[str, ...] = ()  # what was wrong with the configuration, for the user
@@ -71,12 +75,20 @@ def load_settings(
 
     endpoints, endpoint_problems = parse_endpoints(get("STREAMCHAT_ENDPOINTS"), values)
     problems.extend(endpoint_problems)
+    database_url = get("STREAMCHAT_DATABASE_URL")
+    if database_url and not is_postgres_url(database_url):
+        problems.append(
+            "STREAMCHAT_DATABASE_URL must start with postgresql:// (it was ignored): "
+            "the conversations are kept in STREAMCHAT_DATA_DIR."
+        )
+        database_url = None
     return Settings(
         base_url=(get("OPENAI_BASE_URL") or "").rstrip("/") or None,
         api_key=get("OPENAI_API_KEY"),
         model=get("OPENAI_MODEL"),
         local_model_path=get("LOCAL_MODEL_PATH"),
         data_dir=Path(get("STREAMCHAT_DATA_DIR") or "data"),
+        database_url=database_url,
         endpoints=tuple(endpoints),
         problems=tuple(problems),
     )

@@ -1,30 +1,33 @@
-"""The store's schema migrations, in order, and how they are applied.
+"""The store's schema migrations, in order, and how they are applied: one list for SQLite and
+PostgreSQL (streamchat.database: `?` placeholders, SQLite's type names in `conn.ddl`).
 
-`PRAGMA user_version` is the number of migrations applied. `apply_pending` runs inside the
-store's `BEGIN IMMEDIATE` write transaction (see Store._open), so two processes opening the same
-database never apply one twice, and a failure rolls back the migration and its version together.
-To change the schema, add a function at the end of MIGRATIONS; never edit or reorder one that
-has shipped. Make it idempotent where a column may already exist (a database rewound to an older
-user_version keeps its columns).
+The schema version (SQLite's `PRAGMA user_version`, PostgreSQL's one-row `schema_version` table)
+is the number of migrations applied. `apply_pending` runs inside the store's write transaction
+(SQLite's `BEGIN IMMEDIATE`, PostgreSQL's advisory write lock; see Database.migrate), so two
+processes opening the same database never apply one twice, and a failure rolls back the migration
+and its version together. To change the schema, add a function at the end of MIGRATIONS; never
+edit or reorder one that has shipped. Make it idempotent where a column may already exist (a
+database rewound to an older version keeps its columns): `conn.add_column`.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterable
 
-Migration = Callable[[sqlite3.Connection], None]
+from .database import Connection
+
+Migration = Callable[[Connection], None]
 
 
-def _m001_initial(conn: sqlite3.Connection) -> None:
-    conn.execute("""CREATE TABLE conversations (
+def _m001_initial(conn: Connection) -> None:
+    conn.ddl("""CREATE TABLE conversations (
         id TEXT PRIMARY KEY,
         title TEXT NOT NULL,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL)""")
     conn.execute("CREATE INDEX conversations_updated ON conversations(updated_at)")
-    conn.execute("""CREATE TABLE messages (
+    conn.ddl("""CREATE TABLE messages (
         id TEXT PRIMARY KEY,
         conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
         parent_id TEXT REFERENCES messages(id) ON DELETE SET NULL,
@@ -39,7 +42,7 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX messages_conversation_seq ON messages(conversation_id, seq)")
     conn.execute("CREATE INDEX messages_parent ON messages(parent_id)")
     # No foreign keys: a run is history and outlives the conversation it came from.
-    conn.execute("""CREATE TABLE runs (
+    conn.ddl("""CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         created_at TEXT NOT NULL,
         source TEXT NOT NULL,
@@ -61,16 +64,16 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         extra_json TEXT)""")
 
 
-def _m002_conversation_owner(conn: sqlite3.Connection) -> None:
+def _m002_conversation_owner(conn: Connection) -> None:
     # Which browser session a conversation belongs to: sessions never list each other's chats.
-    conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
+    conn.ddl("ALTER TABLE conversations ADD COLUMN owner TEXT")
     conn.execute("CREATE INDEX conversations_owner ON conversations(owner, updated_at)")
 
 
-def _m003_message_tree(conn: sqlite3.Connection) -> None:
+def _m003_message_tree(conn: Connection) -> None:
     # Messages form a tree (regenerate and edit add siblings); a conversation shows the path from
     # the root to its current leaf. Earlier flat conversations become a single chain.
-    conn.execute("ALTER TABLE conversations ADD COLUMN leaf_id TEXT")
+    conn.ddl("ALTER TABLE conversations ADD COLUMN leaf_id TEXT")
     conn.execute("""UPDATE messages SET parent_id = (
         SELECT p.id FROM messages p WHERE p.conversation_id = messages.conversation_id
         AND p.seq < messages.seq ORDER BY p.seq DESC LIMIT 1) WHERE parent_id IS NULL""")
@@ -119,12 +122,14 @@ def _replaced(corrupted: str, name: str) -> str | None:
     return s if name.replace(s, "***") == corrupted else None
 
 
-def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
+def _m004_repair_short_key_redaction(conn: Connection) -> None:
     # Earlier code replaced the API key in every text field of a run, so a placeholder key like
     # "x" turned "max_tokens" into "ma***_tokens". Work out, per run, the one string that explains
     # every corrupted known word (or id) and put it back wherever "***" stands. Runs where no single
     # string does stay as they are, and so does the error text (there "***" may hide a real key).
-    # Messages were never touched by that code.
+    # Messages were never touched by that code. (SQLite only: a PostgreSQL store never had it.)
+    if conn.dialect != "sqlite":
+        return
     for run_id, *values in conn.execute(
         f"SELECT id, {', '.join(_RUN_TEXT_COLUMNS)} FROM runs WHERE "
         + " OR ".join(f"instr({c}, '***')" for c in _RUN_TEXT_COLUMNS)
@@ -155,50 +160,42 @@ def _m004_repair_short_key_redaction(conn: sqlite3.Connection) -> None:
         )
 
 
-def _m005_run_owner(conn: sqlite3.Connection) -> None:
+def _m005_run_owner(conn: Connection) -> None:
     # Whose request a run was, so a shared install shows each identity its own runs (their
     # error texts can quote prompts). Chat runs take their conversation's owner.
-    if "owner" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
-        conn.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+    conn.add_column("runs", "owner", "TEXT")
     conn.execute("""UPDATE runs SET owner = (SELECT c.owner FROM conversations c
                     WHERE c.id = runs.conversation_id) WHERE conversation_id IS NOT NULL""")
     conn.execute("CREATE INDEX IF NOT EXISTS runs_owner ON runs(owner, id)")
 
 
-def _m006_reasoning(conn: sqlite3.Connection) -> None:
+def _m006_reasoning(conn: Connection) -> None:
     # Reasoning models: a reply's thinking is kept with the message (shown, exported, never sent
     # back to the model), and runs get time to answer, thinking time and thinking tokens.
     # Older runs keep NULL there: they were measured without telling thinking apart.
     # (Idempotent, like 005: a database rewound to an older user_version keeps its columns.)
-    def columns(table: str) -> set[str]:
-        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-    if "reasoning" not in columns("messages"):
-        conn.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
-    have = columns("runs")
+    conn.add_column("messages", "reasoning", "TEXT")
     for column, kind in (
         ("time_to_answer_s", "REAL"),
         ("thinking_s", "REAL"),
         ("reasoning_tokens", "INTEGER"),
     ):
-        if column not in have:
-            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        conn.add_column("runs", column, kind)
 
 
-def _m007_visible_ttft(conn: sqlite3.Connection) -> None:
+def _m007_visible_ttft(conn: Connection) -> None:
     # The time from the user's Enter/click to the first answer text painted, measured in their
     # browser and reported after the reply (NULL where no browser measured it: CLI, reloads).
-    if "visible_ttft_s" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
-        conn.execute("ALTER TABLE runs ADD COLUMN visible_ttft_s REAL")
+    conn.add_column("runs", "visible_ttft_s", "REAL")
 
 
-def _m008_recordings(conn: sqlite3.Connection) -> None:
+def _m008_recordings(conn: Connection) -> None:
     # A reply's recording (streamchat.recording: every chunk with its time, the settings and the
     # final figures, zlib-packed JSON) to replay it at its recorded pace. Its own table, so loading
     # a conversation does not read them; keyed by the reply's message (gone with its
     # conversation) and by its run. A Compare run has no message; `group_id` ties the runs of one
     # comparison together for a side-by-side replay.
-    conn.execute("""CREATE TABLE IF NOT EXISTS recordings (
+    conn.ddl("""CREATE TABLE IF NOT EXISTS recordings (
         id INTEGER PRIMARY KEY,
         message_id TEXT REFERENCES messages(id) ON DELETE CASCADE,
         run_id INTEGER,
@@ -211,11 +208,11 @@ def _m008_recordings(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS recordings_group ON recordings(group_id)")
 
 
-def _m009_shares(conn: sqlite3.Connection) -> None:
+def _m009_shares(conn: Connection) -> None:
     # Read-only share links: an unguessable token (secrets.token_urlsafe(24), 192 bits) that
     # shows one conversation or one Compare run (its comparison) to whoever has the link.
     # Revoked links stay, so a revoked token can say so instead of "unknown".
-    conn.execute("""CREATE TABLE IF NOT EXISTS shares (
+    conn.ddl("""CREATE TABLE IF NOT EXISTS shares (
         token TEXT PRIMARY KEY,
         owner TEXT,
         conversation_id TEXT,
@@ -225,13 +222,11 @@ def _m009_shares(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS shares_owner ON shares(owner, created_at)")
 
 
-def _m010_compare_lanes(conn: sqlite3.Connection) -> None:
+def _m010_compare_lanes(conn: Connection) -> None:
     # The runs of one comparison share its compare_id; `lane` is the lane's key ("stream",
     # "non-stream" for the default pair; the lane's name otherwise).
-    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
     for column in ("compare_id", "lane"):
-        if column not in have:
-            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+        conn.add_column("runs", column, "TEXT")
     conn.execute("CREATE INDEX IF NOT EXISTS runs_compare ON runs(compare_id)")
 
 
@@ -250,9 +245,9 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def apply_pending(conn: sqlite3.Connection) -> None:
+def apply_pending(conn: Connection) -> None:
     """Apply the migrations `conn`'s database has not had yet; call inside a write transaction."""
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    version = conn.schema_version()
     for number, migrate in enumerate(MIGRATIONS[version:], start=version + 1):
         migrate(conn)
-        conn.execute(f"PRAGMA user_version = {number}")
+        conn.set_schema_version(number)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from .kinds import MessageState, RunSource
 from .records import run_fields_from_generation
 from .runner import EndpointSource, Runner
 from .singleton import ProcessWide
-from .store import APPEND, Store
+from .store import APPEND, Store, StoreUnavailable
 from .tokens import TokenCount
 
 log = logging.getLogger(__name__)
@@ -220,7 +219,7 @@ def _save_generation(store: Store, reply: ActiveReply) -> None:
         )
         save_recording(store, g, m, message_id=reply.message_id, run_id=run_id, reply=reply)
         reply.save_problem = None
-    except sqlite3.OperationalError as exc:  # locked, busy, disk full, read-only
+    except StoreUnavailable as exc:  # locked, busy, disk full, read-only, server gone
         log.warning("could not save reply %s yet (%s)", reply.message_id, exc)
         if reply.save_attempts < SAVE_ATTEMPTS:
             reply.save_problem = (

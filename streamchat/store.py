@@ -1,11 +1,12 @@
-"""SQLite store: conversations, their messages, and one row per request ("runs").
+"""The store: conversations, their messages, and one row per request ("runs"), with recordings
+and share links; in SQLite (the default: a file in STREAMCHAT_DATA_DIR) or PostgreSQL
+(STREAMCHAT_DATABASE_URL). Its SQL is written once for both; what differs (connections, locks,
+placeholders, types, errors) is in streamchat.database.
 
-One short-lived connection per operation: safe from any thread (Streamlit script threads come and
-go with each re-run, so per-thread connections would leak), and cheap (~0.2 ms a write) because
-the Store holds one idle connection open: when the last connection to a WAL database closes, SQLite
-checkpoints and deletes the WAL with fsyncs, which would cost ~5 ms on every operation.
-WAL lets readers and the single writer proceed together; every write is a small
-`BEGIN IMMEDIATE` transaction, so a writer waits at most for another small write.
+One short-lived connection per operation (from a pool on PostgreSQL): safe from any thread
+(Streamlit script threads come and go with each re-run, so per-thread connections would leak).
+Every write is one small transaction, one writer at a time, so a writer waits at most for another
+small write. Errors are StoreError (StoreUnavailable: locked, busy, disk full, server gone).
 
 API keys are never stored: endpoints are kept as base_url only (without user:password).
 """
@@ -13,20 +14,23 @@ API keys are never stored: endpoints are kept as base_url only (without user:pas
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sqlite3
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import migrations
+from .database import DB_NAME as DB_NAME
+from .database import Connection, Database, SQLiteDatabase, open_database
+from .database import CorruptDatabase as CorruptDatabase
+from .database import DatabaseBusy as DatabaseBusy
+from .database import StoreBusy as StoreBusy
+from .database import StoreError as StoreError
+from .database import StoreUnavailable as StoreUnavailable
 from .kinds import MessageState, RunSource
 from .messages import Message
 from .records import run_fields_from_generation as run_fields_from_generation  # for existing callers
@@ -34,11 +38,11 @@ from .records import safe_base_url as safe_base_url  # for existing callers
 from .records import to_json
 from .text import clean_text
 
-DB_NAME = "streamchat.db"
+if TYPE_CHECKING:
+    from .config import Settings
+
 DEFAULT_TITLE = "New chat"
 TITLE_LENGTH = 60
-BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt
-WRITE_PATIENCE_S = 30.0  # how long a write keeps trying, with backoff, before DatabaseBusy
 
 ROLES = ("system", "user", "assistant")
 MESSAGE_STATES = tuple(state.value for state in MessageState)
@@ -108,14 +112,14 @@ def _clean(value: Any) -> Any:
     return clean_text(value) if isinstance(value, str) else value
 
 
-def _message_row(row: sqlite3.Row) -> Message:
+def _message_row(row: Any) -> Message:
     d = dict(row)
     raw = d.pop("metrics_json")
     d["metrics"] = json.loads(raw) if raw else None
     return cast(Message, d)
 
 
-def _run_row(row: sqlite3.Row) -> dict[str, Any]:
+def _run_row(row: Any) -> dict[str, Any]:
     d = dict(row)
     raw = d.pop("extra_json")
     try:
@@ -132,125 +136,64 @@ def title_from(content: str) -> str:
     return line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-def _is_corruption(err: sqlite3.DatabaseError) -> bool:
-    # OperationalError ("database is locked", disk I/O, ...) is not corruption: never move the file.
-    if isinstance(err, sqlite3.OperationalError):
-        return False
-    code = getattr(err, "sqlite_errorcode", None)
-    return code is None or (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-class CorruptDatabase(sqlite3.DatabaseError):
-    pass
-
-
-class DatabaseBusy(sqlite3.OperationalError):
-    """Another process kept the database write-locked for longer than the store waits."""
-
-
-def _make_private(data_dir: Path, db_path: Path) -> None:
-    """Chats are private: the folder 0700, the database 0600 (SQLite gives its -wal and -shm files
-    the database file's mode). Tightened also when an older version created them open."""
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(db_path, os.O_CREAT | os.O_RDWR, 0o600))
-    for path, mode in ((data_dir, 0o700), (db_path, 0o600)):
-        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
-            path.chmod(mode)
-
-
 # ---- the store -------------------------------------------------------------------------------
 class Store:
-    def __init__(self, data_dir: str | Path):
-        self.data_dir = Path(data_dir)
-        self.path = self.data_dir / DB_NAME
-        _make_private(self.data_dir, self.path)
-        self.recovered_from: Path | None = None  # where a corrupt database was moved to
-        self.write_patience = WRITE_PATIENCE_S
-        self.lock_waits = 0  # times a write found the database locked (for tests and logs)
-        try:
-            self._open()
-        except sqlite3.DatabaseError as err:
-            if not _is_corruption(err):
-                raise
-            self.recovered_from = self._move_aside()
-            _make_private(self.data_dir, self.path)
-            self._open()
-        self._keeper = sqlite3.connect(self.path, check_same_thread=False)
-        self._keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    """Conversations, messages, runs, recordings and share links, in SQLite (`Store(data_dir)`,
+    the default) or PostgreSQL (`Store(database=PostgresDatabase(url))`; see `open_store`)."""
+
+    def __init__(self, data_dir: str | Path | None = None, *, database: Database | None = None):
+        if database is None:
+            if data_dir is None:
+                raise ValueError("give a data_dir (SQLite) or a database")
+            database = SQLiteDatabase(data_dir)
+        self.db = database
+        self._open()
+
+    @property
+    def data_dir(self) -> Path | None:
+        """The SQLite store's folder (None on PostgreSQL)."""
+        return getattr(self.db, "data_dir", None)
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None on PostgreSQL)."""
+        return self.db.path
+
+    @property
+    def recovered_from(self) -> Path | None:
+        """Where a corrupt SQLite file was moved to when this store opened."""
+        return self.db.recovered_from
+
+    @property
+    def write_patience(self) -> float:
+        """How long a write waits for another writer's lock before DatabaseBusy."""
+        return self.db.write_patience
+
+    @write_patience.setter
+    def write_patience(self, seconds: float) -> None:
+        self.db.write_patience = seconds
+
+    @property
+    def lock_waits(self) -> int:
+        return self.db.lock_waits
+
+    def describe(self) -> str:
+        """Where the data is, for messages (never a password)."""
+        return self.db.describe()
 
     def close(self) -> None:
-        self._keeper.close()
+        self.db.close()
 
-    # ---- connection and schema ----
-    @contextmanager
-    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if write:
-                self._begin_write(conn)
-            yield conn
-            if write:
-                conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        finally:
-            conn.close()
-
-    def _begin_write(self, conn: sqlite3.Connection) -> None:
-        """Take the write lock (IMMEDIATE: up front, so no read-then-upgrade deadlock). Another
-        process may hold it for longer than SQLite's busy timeout (a backup, a long query):
-        keep trying with backoff for `write_patience` seconds before giving up with
-        DatabaseBusy, so nothing is lost to a short lock."""
-        deadline = time.monotonic() + self.write_patience
-        pause = 0.05
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) and "busy" not in str(err):
-                    raise
-                self.lock_waits += 1
-                if time.monotonic() + pause > deadline:
-                    raise DatabaseBusy(f"the database stayed locked for {self.write_patience:g} s") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
+    def _connect(self, write: bool = False) -> AbstractContextManager[Connection]:
+        return self.db.connect(write)
 
     def _open(self) -> None:
-        with self._connect() as conn:
-            problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise CorruptDatabase("; ".join(problems[:3]))
-            conn.execute("PRAGMA journal_mode = WAL")
-        with self._connect(write=True) as conn:
-            # Inside the write transaction, so two processes never apply a migration twice.
-            migrations.apply_pending(conn)
-
-    def _move_aside(self) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}")
-        n = 1
-        while target.exists():
-            n += 1
-            target = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}-{n}")
-        self.path.replace(target)
-        # A stale WAL would be replayed into the fresh database: move it (and the index) too.
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(DB_NAME + suffix)
-            if side.exists():
-                side.replace(target.with_name(target.name + suffix))
-        return target
+        self.db.migrate(migrations.apply_pending)
 
     @property
     def schema_version(self) -> int:
         with self._connect() as conn:
-            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-            return version
+            return conn.schema_version()
 
     # ---- conversations ----
     def create_conversation(self, title: str = DEFAULT_TITLE, owner: str | None = None) -> str:
@@ -267,7 +210,8 @@ class Store:
         where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT * FROM conversations {where} ORDER BY updated_at DESC, rowid DESC", args
+                f"SELECT * FROM conversations {where} ORDER BY updated_at DESC, {conn.insertion_order} DESC",
+                args,
             )
             return [dict(r) for r in rows]
 
@@ -491,13 +435,10 @@ class Store:
                 ).fetchone()
                 fields["owner"] = row["owner"] if row else None
             names = list(fields)
-            cur = conn.execute(
+            return conn.insert(
                 f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
                 [_clean(fields[n]) for n in names],
             )
-            run_id = cur.lastrowid
-            assert run_id is not None  # (an INSERT sets it)
-            return run_id
 
     def runs(self, limit: int | None = None, **filters: Any) -> list[dict[str, Any]]:
         """Runs newest first; filters are column=value equality tests, e.g. runs(source="compare")."""
@@ -531,14 +472,11 @@ class Store:
             if owner is None and run_id is not None:
                 row = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
                 owner = row["owner"] if row else None
-            cur = conn.execute(
+            return conn.insert(
                 "INSERT INTO recordings (message_id, run_id, group_id, owner, created_at, data)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (message_id, run_id, group_id, owner, _now(), sqlite3.Binary(data)),
+                (message_id, run_id, group_id, owner, _now(), bytes(data)),
             )
-            rid = cur.lastrowid
-            assert rid is not None
-            return rid
 
     def recording_data(self, *, message_id: str | None = None, run_id: int | None = None) -> bytes | None:
         """The newest packed recording of a message (or of a run); None: no recording."""
@@ -568,6 +506,8 @@ class Store:
                 rows = conn.execute("SELECT DISTINCT run_id FROM recordings WHERE run_id IS NOT NULL")
             else:
                 ids = [int(i) for i in run_ids][:10_000]
+                if not ids:
+                    return set()
                 rows = conn.execute(
                     f"SELECT DISTINCT run_id FROM recordings WHERE run_id IN ({', '.join('?' for _ in ids)})",
                     ids,
@@ -622,7 +562,7 @@ class Store:
             where += " AND revoked_at IS NULL"
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT * FROM shares WHERE {where} ORDER BY created_at DESC, rowid DESC",
+                f"SELECT * FROM shares WHERE {where} ORDER BY created_at DESC, {conn.insertion_order} DESC",
                 () if owner is None else (owner,),
             )
             return [dict(r) for r in rows]
@@ -655,3 +595,13 @@ class Store:
             else:
                 target = conn.execute("SELECT 1 FROM runs WHERE id = ?", (share["run_id"],)).fetchone()
             return ShareLookup(ShareStatus.OK if target else ShareStatus.GONE, share)
+
+
+def open_store(settings: Settings) -> Store:
+    """The app's store: PostgreSQL when STREAMCHAT_DATABASE_URL is set, else SQLite in
+    STREAMCHAT_DATA_DIR."""
+    return store_at(settings.data_dir, settings.database_url)
+
+
+def store_at(data_dir: str | Path, database_url: str | None = None) -> Store:
+    return Store(database=open_database(data_dir, database_url))

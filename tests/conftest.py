@@ -8,13 +8,23 @@ Tiers (markers, registered in pyproject.toml), set here from what a test uses an
           (and `local_server` / `local_endpoint`, built on it). A test can be e2e and model.
   app     Streamlit's AppTest (the pages in process, no browser): `open_page` or AppTest itself.
   engine  the engine against a scripted server: a Runner (the `runner` fixture) or the harness's
-          scripted server (in process or child process), in the test or a fixture it uses.
+          scripted server (in process or child process), in the test or a fixture it uses; and
+          the store on PostgreSQL (a test's `backend` is "postgresql", or it uses the cluster:
+          each xdist worker starts its own, ~1 s, so these run in the parallel first pass).
   unit    everything else.
 `make test-fast` runs unit and engine (`-m "unit or engine"`); `make test` runs all.
+
+Store backends: a test that takes `backend_store` (or `backend` / `open_backend_store`) runs once
+on SQLite and once on PostgreSQL (a fresh schema of its own in one cluster per session, started
+the first time a test asks; skipped where PostgreSQL is not installed). `@pytest.mark.sqlite_only`
+keeps a test on SQLite (files, WAL, locking, corruption), `@pytest.mark.postgresql_only` on
+PostgreSQL.
 """
 from __future__ import annotations
 
 import types
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +32,9 @@ from playwright.sync_api import sync_playwright
 from streamlit.testing.v1 import AppTest
 
 from streamchat.runner import Runner
+from streamchat.store import Store, store_at
 from tests.harness.browser import CHROMIUM_PATH, app_env, app_page, chromium, have_chromium, streamlit_app
+from tests.harness.postgres import MISSING, find_binaries, postgres_server
 from tests.harness.scripted_server import ScriptedServer, scripted_server_process
 
 TIERS = ("unit", "engine", "model", "app", "e2e")
@@ -32,7 +44,8 @@ E2E_USES = {"chromium": chromium, "streamlit_app": streamlit_app, "sync_playwrig
 MODEL_FIXTURES = {"local_model"}
 APP_USES = {"AppTest": AppTest}
 ENGINE_USES = {"Runner": Runner, "ScriptedServer": ScriptedServer,
-               "scripted_server_process": scripted_server_process}
+               "scripted_server_process": scripted_server_process, "postgres_server": postgres_server}
+BACKENDS = ("sqlite", "postgresql")
 
 
 def _names(code: types.CodeType) -> set[str]:
@@ -54,6 +67,11 @@ def _uses(func: object, objects: dict[str, object]) -> bool:
                for n, obj in objects.items())
 
 
+def _on_postgres(item: pytest.Function) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("backend") == "postgresql"
+
+
 def tiers_of(item: pytest.Function) -> list[str]:
     """The tiers of a test, from what it uses (see the module docstring)."""
     funcs = [item.function]
@@ -71,7 +89,7 @@ def tiers_of(item: pytest.Function) -> list[str]:
         return out
     if any(_uses(f, APP_USES) for f in funcs) or module_globals.get("AppTest") is AppTest:
         return ["app"]   # (also a module whose tests reach AppTest through a helper)
-    if any(_uses(f, ENGINE_USES) for f in funcs):
+    if any(_uses(f, ENGINE_USES) for f in funcs) or _on_postgres(item):
         return ["engine"]
     return ["unit"]
 
@@ -86,6 +104,68 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(tier)
             if tier == "e2e" and no_chromium is not None:
                 item.add_marker(no_chromium)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `backend` (through `backend_store` etc.) runs on each store backend."""
+    if "backend" in metafunc.fixturenames:
+        chosen = [b for b in BACKENDS if metafunc.definition.get_closest_marker(f"{b}_only")]
+        metafunc.parametrize("backend", chosen or list(BACKENDS), indirect=True)
+
+
+# ---- the store on SQLite and on PostgreSQL --------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster per test session (per xdist worker), started when a test
+    first asks; its URL. Skips where PostgreSQL is not installed."""
+    if find_binaries() is None:
+        pytest.skip(MISSING)
+    with postgres_server() as url:
+        yield url
+
+
+def _admin(cluster_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(cluster_url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> Iterator[str]:
+    """A URL whose connections see a fresh, empty schema of the test's own (dropped after it)."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    _admin(postgres_cluster, f"CREATE SCHEMA {schema}")
+    yield f"{postgres_cluster}?options=-csearch_path%3D{schema}"
+    _admin(postgres_cluster, f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def backend(request) -> str:
+    """"sqlite" or "postgresql" (see pytest_generate_tests)."""
+    return request.param
+
+
+@pytest.fixture
+def open_backend_store(backend, tmp_path, request) -> Iterator[Callable[[], Store]]:
+    """open() -> a Store on the test's backend: each call opens the same database again (as
+    another process or a restart would); all are closed after the test."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    opened: list[Store] = []
+
+    def open_() -> Store:
+        opened.append(store_at(tmp_path / "data", url))
+        return opened[-1]
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def backend_store(open_backend_store) -> Store:
+    """A fresh store, on SQLite and on PostgreSQL (the test runs once on each)."""
+    return open_backend_store()
 
 
 # ---- engine ---------------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ import base64
 import pytest
 
 from streamchat import migrations
-from streamchat.store import ShareStatus, Store
+from streamchat.store import ShareStatus
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path)
-    yield s
-    s.close()
+def store(backend_store):
+    """On SQLite and on PostgreSQL."""
+    return backend_store
 
 
 def test_a_share_link_shows_one_conversation_until_revoked(store):
@@ -75,6 +74,6 @@ def test_recordings_go_with_their_conversation(store):
 
 def test_migrations_008_and_009_are_idempotent(store):
     with store._connect(write=True) as conn:
-        conn.execute("PRAGMA user_version = 7")
+        conn.set_schema_version(7)
     store._open()   # applies 008 and 009 again over the existing tables
     assert store.schema_version == len(migrations.MIGRATIONS) >= 9

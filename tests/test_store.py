@@ -1,4 +1,7 @@
-"""SQLite store and exports: round-trips, ordering, concurrency, corruption recovery, no secrets."""
+"""The store and exports: round-trips, ordering, concurrency, corruption recovery, no secrets.
+
+Tests that take `store` run on SQLite and on PostgreSQL (tests/conftest.py: backend_store); the
+ones on files, WAL and corruption are SQLite's own."""
 import csv
 import io
 import json
@@ -11,19 +14,25 @@ import pytest
 
 from streamchat import export, metrics, migrations
 from streamchat.generation import DONE, FAILED, Endpoint, ErrorInfo, Generation, GenerationRequest
-from streamchat.store import Store, run_fields_from_generation
+from streamchat.store import RUN_COLUMNS, Store, run_fields_from_generation
 
 KEY = "sk-secret"
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "data")
+def store(backend_store):
+    return backend_store
 
 
 def raw(store, sql, *params):
+    """Rows as tuples, straight from the store's database (either backend)."""
+    with store._connect() as conn:
+        return [tuple(r) for r in conn.execute(sql, params)]
+
+
+def raw_file(store, sql):
     with sqlite3.connect(store.path) as conn:
-        return conn.execute(sql, params).fetchall()
+        return conn.execute(sql).fetchall()
 
 
 def finished_generation(*, stream=True, base_url="http://127.0.0.1:1/v1", error=None):
@@ -44,29 +53,42 @@ def finished_generation(*, stream=True, base_url="http://127.0.0.1:1/v1", error=
 
 
 # ---- schema ----------------------------------------------------------------------------------
+@pytest.mark.sqlite_only   # files, WAL, corruption: SQLite's own
 def test_creates_data_dir_with_wal_and_current_schema(tmp_path):
     s = Store(tmp_path / "a" / "b")
     assert s.path == tmp_path / "a" / "b" / "streamchat.db" and s.path.exists()
-    assert raw(s, "PRAGMA journal_mode") == [("wal",)]
+    assert raw_file(s, "PRAGMA journal_mode") == [("wal",)]
     assert s.schema_version == len(migrations.MIGRATIONS)
-    tables = {r[0] for r in raw(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {r[0] for r in raw_file(s, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"conversations", "messages", "runs"} <= tables
-    assert "parent_id" in {r[1] for r in raw(s, "PRAGMA table_info(messages)")}
+    assert "parent_id" in {r[1] for r in raw_file(s, "PRAGMA table_info(messages)")}
     assert s.recovered_from is None
 
 
-def test_reopening_keeps_data_and_applies_only_new_migrations(tmp_path, monkeypatch):
-    s = Store(tmp_path)
+def test_both_backends_end_with_the_same_columns(open_backend_store, backend):
+    s = open_backend_store()
+    assert s.schema_version == len(migrations.MIGRATIONS)
+    with s._connect() as conn:
+        columns = {t: conn.columns(t) for t in ("conversations", "messages", "runs", "recordings", "shares")}
+    assert columns["conversations"] == {"id", "title", "created_at", "updated_at", "owner", "leaf_id"}
+    assert {"parent_id", "reasoning", "metrics_json", "seq"} <= columns["messages"]
+    assert columns["runs"] == {"id", *RUN_COLUMNS}
+    assert columns["recordings"] == {"id", "message_id", "run_id", "group_id", "owner", "created_at", "data"}
+    assert columns["shares"] == {"token", "owner", "conversation_id", "run_id", "created_at", "revoked_at"}
+
+
+def test_reopening_keeps_data_and_applies_only_new_migrations(open_backend_store, monkeypatch):
+    s = open_backend_store()
     cid = s.create_conversation("kept")
     applied = []
 
     def added_later(conn):
         applied.append(True)
-        conn.execute("CREATE TABLE extra (x)")
+        conn.ddl("CREATE TABLE extra (x INTEGER)")
 
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, added_later])
-    s2 = Store(tmp_path)
-    Store(tmp_path)
+    s2 = open_backend_store()
+    open_backend_store()
     assert applied == [True]
     assert s2.schema_version == len(migrations.MIGRATIONS)
     assert s2.get_conversation(cid)["title"] == "kept"
@@ -203,6 +225,7 @@ def test_concurrent_writes_from_threads(store):
     assert len(store.runs()) == 8 * 5
 
 
+@pytest.mark.sqlite_only   # files, WAL, corruption: SQLite's own
 @pytest.mark.parametrize("damage", ["whole file", "pages after the header"])
 def test_corrupt_file_is_moved_aside_and_a_fresh_store_works(tmp_path, damage):
     s = Store(tmp_path)
@@ -274,6 +297,9 @@ def test_api_key_is_never_written(store):
     run = store.runs(state="failed")[0]
     assert run["base_url"] == "https://api.example.com/v1"
     assert run["error_kind"] == "auth" and KEY not in run["error"]
+    if store.path is None:  # PostgreSQL: every value of every row
+        assert KEY not in repr(raw(store, "SELECT * FROM runs") + raw(store, "SELECT * FROM messages"))
+        return
     files = [p for p in store.data_dir.iterdir() if p.name.startswith("streamchat.db")]
     assert files
     for path in files:
@@ -340,8 +366,7 @@ def test_runs_exports(store):
     assert export.runs_csv([]) == ""
 
 
-def test_conversations_are_listed_per_owner(tmp_path):
-    store = Store(tmp_path)
+def test_conversations_are_listed_per_owner(store):
     mine = store.create_conversation("mine", owner="a")
     store.create_conversation("theirs", owner="b")
     assert [c["id"] for c in store.list_conversations(owner="a")] == [mine]
@@ -349,8 +374,7 @@ def test_conversations_are_listed_per_owner(tmp_path):
     assert store.get_conversation(mine)["owner"] == "a"
 
 
-def test_messages_form_a_tree_and_the_path_follows_the_chosen_branch(tmp_path):
-    store = Store(tmp_path)
+def test_messages_form_a_tree_and_the_path_follows_the_chosen_branch(store):
     cid = store.create_conversation()
     q = store.add_message(cid, "user", "question")
     a1 = store.add_message(cid, "assistant", "first answer")
@@ -366,20 +390,20 @@ def test_messages_form_a_tree_and_the_path_follows_the_chosen_branch(tmp_path):
     assert len(store.conversation_messages(cid)) == 4   # every branch is kept (and exported)
 
 
-def test_flat_conversations_from_before_the_tree_become_a_chain(tmp_path):
-    import sqlite3
-    store = Store(tmp_path)
+def test_flat_conversations_from_before_the_tree_become_a_chain(open_backend_store):
+    store = open_backend_store()
     cid = store.create_conversation()
     ids = [store.add_message(cid, role, text) for role, text in
            (("user", "a"), ("assistant", "b"), ("user", "c"))]
-    with sqlite3.connect(store.path) as conn:   # as an old database had them
+    with store._connect(write=True) as conn:   # as an old database had them
         conn.execute("UPDATE messages SET parent_id = NULL")
         conn.execute("ALTER TABLE conversations DROP COLUMN leaf_id")
-        conn.execute("PRAGMA user_version = 2")
-    store = Store(tmp_path)
+        conn.set_schema_version(2)
+    store = open_backend_store()
     assert [m["id"] for m in store.conversation_path(cid)] == ids
 
 
+@pytest.mark.sqlite_only   # files, WAL, corruption: SQLite's own
 def test_data_folder_and_database_files_are_private(tmp_path):
     """Issue 10 item 4: other users of the machine cannot read the chats."""
     data = tmp_path / "private"
@@ -393,6 +417,7 @@ def test_data_folder_and_database_files_are_private(tmp_path):
         store.close()
 
 
+@pytest.mark.sqlite_only   # files, WAL, corruption: SQLite's own
 def test_an_open_folder_from_an_older_version_is_tightened(tmp_path):
     data = tmp_path / "old"
     data.mkdir(mode=0o755)

@@ -1,6 +1,7 @@
 """A database write-locked by another program loses nothing (issue 10 item 7): the store waits it
 out with backoff beyond SQLite's busy timeout, a finished reply is kept in memory and saved once
-the lock is gone (its Runs row too), and the user is told while it is not saved."""
+the lock is gone (its Runs row too), and the user is told while it is not saved.
+On PostgreSQL the lock is another replica's write transaction (the store's advisory write lock)."""
 from __future__ import annotations
 
 import sqlite3
@@ -11,15 +12,13 @@ import pytest
 
 from streamchat import replies
 from streamchat.generation import Endpoint, GenerationRequest
-from streamchat.store import DatabaseBusy, Store
+from streamchat.store import DatabaseBusy, StoreUnavailable
 from tests.harness.scripted_server import Script, ScriptedServer
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "data")
-    yield s
-    s.close()
+def store(backend_store):
+    return backend_store
 
 
 class Locker:
@@ -34,6 +33,30 @@ class Locker:
         self.conn.close()
 
 
+class PostgresLocker(Locker):
+    """Another replica in the middle of a write: its transaction holds the store's write lock."""
+
+    def __init__(self, url):
+        import psycopg
+
+        from streamchat.database import WRITE_LOCK
+        self.conn = psycopg.connect(url)
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+    def release(self):
+        self.conn.commit()
+        self.conn.close()
+
+
+@pytest.fixture
+def locker(store, backend, request):
+    """locker() -> a Locker holding the write lock of the store's database."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        return lambda: PostgresLocker(url)
+    return lambda: Locker(store.path)
+
+
 def wait_until(check, timeout=20.0):
     deadline = time.monotonic() + timeout
     while not check():
@@ -41,8 +64,9 @@ def wait_until(check, timeout=20.0):
         time.sleep(0.01)
 
 
+@pytest.mark.sqlite_only   # SQLite's busy timeout; PostgreSQL waits for the lock itself
 def test_a_write_outlasts_a_lock_longer_than_the_busy_timeout(store, monkeypatch):
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.2)
     cid = store.create_conversation()
     lock = Locker(store.path)
     done = []
@@ -54,20 +78,23 @@ def test_a_write_outlasts_a_lock_longer_than_the_busy_timeout(store, monkeypatch
     assert done and store.get_message(done[0])["content"] == "hi"
 
 
-def test_a_write_gives_up_with_a_clear_error_after_its_patience(store, monkeypatch):
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.05)
+def test_a_write_gives_up_with_a_clear_error_after_its_patience(store, locker, monkeypatch):
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.05)
     store.write_patience = 0.3
     cid = store.create_conversation()
-    lock = Locker(store.path)
+    lock = locker()
     try:
-        with pytest.raises(DatabaseBusy, match="locked"):
+        with pytest.raises(DatabaseBusy, match="locked") as caught:
             store.add_message(cid, "user", "hi")
+        assert isinstance(caught.value, StoreUnavailable)     # what the reply saver retries on
+        assert store.get_conversation(cid) is not None       # reads do not wait for the writer
     finally:
         lock.release()
+    assert store.add_message(cid, "user", "hi")
 
 
-def test_a_reply_finishing_under_a_lock_is_saved_whole_when_it_lifts(store, runner, monkeypatch):
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.05)
+def test_a_reply_finishing_under_a_lock_is_saved_whole_when_it_lifts(store, locker, runner, monkeypatch):
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.05)
     monkeypatch.setattr(replies, "SAVE_RETRY_S", 0.05)
     store.write_patience = 0.2
     cid = store.create_conversation()
@@ -79,7 +106,7 @@ def test_a_reply_finishing_under_a_lock_is_saved_whole_when_it_lifts(store, runn
         reply = replies.start_reply(runner, store, cid, GenerationRequest(
             ({"role": "user", "content": "go"},)), endpoint)
         wait_until(lambda: reply.text.endswith("z29 "))
-        lock = Locker(store.path)
+        lock = locker()
         try:
             reply.generation.stop()
             assert reply.generation.wait(10)
@@ -98,7 +125,7 @@ def test_a_reply_finishing_under_a_lock_is_saved_whole_when_it_lifts(store, runn
 def test_a_message_sent_under_a_lock_is_kept_on_screen_to_send_again(open_page, tmp_path,
                                                                      monkeypatch):
     from components.context import shared_store
-    monkeypatch.setattr("streamchat.store.BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("streamchat.database.BUSY_TIMEOUT_S", 0.05)
     with ScriptedServer(Script(tokens=3, rate=0, token_text="ok{i} ")) as srv:
         at = open_page(srv)
         app_store = shared_store(str(tmp_path / "data"))
