@@ -434,6 +434,7 @@ class PgBus(LiveBus):
     def _publish(self) -> None:
         next_beat = 0.0
         while not self._closed.is_set():
+            self._wake.clear()  # before looking: a wake-up from now on is not lost
             now = time.perf_counter()
             wait = HEARTBEAT_S
             notes: list[tuple[str, str]] = []
@@ -465,7 +466,6 @@ class PgBus(LiveBus):
             except Exception:
                 log.exception("live bus: publishing failed")
             self._wake.wait(wait)
-            self._wake.clear()
 
     def _payload(self, out: _Outgoing, **fields: Any) -> str:
         return json.dumps(
@@ -602,6 +602,8 @@ class PgBus(LiveBus):
             with self._lock:
                 out = self._outgoing.get(payload)
             if out is not None:
+                if len(self.stops_received) > 1000:
+                    self.stops_received.clear()
                 self.stops_received[payload] = now
                 out.reply.generation.stop()
             return

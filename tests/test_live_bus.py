@@ -119,6 +119,47 @@ def test_split_text_keeps_every_piece_under_the_payload_budget():
     assert len(pieces) < 3 * len(json.dumps(text, ensure_ascii=False).encode()) / 1000
 
 
+class StubBus:
+    def __init__(self):
+        self.syncs = []
+
+    def send_sync(self, message_id):
+        self.syncs.append(message_id)
+
+
+def ev(seq, **fields):
+    return {"m": "m1", "replica": "r", "seq": seq, **fields}
+
+
+def test_a_follower_applies_groups_whole_in_seq_order_and_asks_again_after_a_gap():
+    bus = StubBus()
+    saved = {"content": "Hel", "reasoning": "", "state": "streaming", "error": None}
+    g = FollowedGeneration("m1", bus, lambda: saved, saved)
+    assert g.text == "Hel" and g.state == "streaming"
+    g.receive(ev(4, at=0, text="Hello", state="streaming", t=0.1), 1.0)    # not a snapshot: waits
+    assert g.text == "Hel" and g.events == 0
+    g.receive(ev(5, snap=1, at=0, text="Hello wo"), 1.0)                    # a split snapshot…
+    assert g.text == "Hel"                                                   # …shown only whole
+    g.receive(ev(6, snap=2, rat=0, reasoning="hmm", state="streaming", t=0.2, tok=3, first_token=0.05), 1.0)
+    assert (g.text, g.reasoning, g.events) == ("Hello wo", "hmm", 1)
+    assert g.t_sent == pytest.approx(0.8) and g.t_first_token == pytest.approx(0.85)
+    assert len(g.token_times) == 3 and g.token_times[-1] == pytest.approx(1.0)
+    g.receive(ev(7, snap=1, at=0, text="Hello wo", rat=0, reasoning="hmm", state="streaming"), 1.1)
+    assert g.events == 1                                 # another follower's snapshot: skipped
+    g.receive(ev(8, at=8, text="rld", state="streaming"), 1.1)
+    assert g.text == "Hello world" and g.answer_restarts == 0
+    g.receive(ev(9, at=0, text="", rat=3, reasoning="Hello world", state="thinking"), 1.2)
+    assert (g.text, g.reasoning, g.answer_restarts) == ("", "hmmHello world", 1)   # taken back
+    g.receive(ev(11, at=0, text="lost?", state="streaming"), 1.3)                  # 10 is missing
+    assert g.text == "" and bus.syncs == ["m1"]
+    g.receive(ev(12, snap=1, at=0, text="Hi", rat=0, reasoning="hmmHello world", state="done",
+                 t=0.6, end=0.6, finish="stop"), 1.4)
+    assert g.is_finished and g.state == DONE and g.text == "Hi" and g.finish_reason == "stop"
+    assert not g.saved.is_set()
+    g.receive(ev(13, saved=1), 1.5)
+    assert g.saved.is_set()
+
+
 # ---- two replicas ------------------------------------------------------------------------------
 def test_a_follower_joining_mid_stream_ends_with_the_owners_text(runner, server, buses, store):
     owner, follower = buses
@@ -227,18 +268,17 @@ def test_a_chat_session_on_another_replica_follows_and_does_not_call_it_interrup
 # ---- the owner killed --------------------------------------------------------------------------
 OWNER_CHILD = textwrap.dedent("""
     import sys, threading
+    from streamchat import live_bus
     from streamchat.generation import Endpoint, GenerationRequest
-    from streamchat.live_bus import PgBus
-    from streamchat.replies import PartialFlusher, start_reply
+    from streamchat.replies import start_reply
     from streamchat.runner import Runner
     from streamchat.store import Store
 
     data_dir, url, base_url, cid = sys.argv[1:5]
     store = Store(data_dir)
-    bus = PgBus(url, replica="doomed-owner")
+    live_bus.get_bus(url)       # the app's set-up: start_reply then publishes through current()
     reply = start_reply(Runner(), store, cid, GenerationRequest(({"role": "user", "content": "go"},)),
                         Endpoint("remote", base_url, "scripted", "sk-test-key-123456"))
-    bus.publish(reply)
     print(reply.message_id, flush=True)
     threading.Event().wait(600)
 """)
