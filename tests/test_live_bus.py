@@ -174,11 +174,17 @@ def test_a_follower_joining_mid_stream_ends_with_the_owners_text(runner, server,
     sent_before = owner.notifies_sent
     t_release = time.perf_counter()
     server.release()
-    late = follow(follower, store, reply.message_id)          # a second session: the same follower
-    assert late is g
-    assert reply.generation.wait(15) and g.wait(15)
+    assert follow(follower, store, reply.message_id) is g     # a second session: the same follower
+    third = PgBus(owner.url, replica="third")                  # a replica joining while text flows
+    try:
+        g3 = follow(third, store, reply.message_id)
+        assert not g3.is_finished, "the stream ended before the third replica joined"
+        assert reply.generation.wait(15) and g.wait(15) and g3.wait(15)
+    finally:
+        third.close()
     streamed_s = time.perf_counter() - t_release
     sent = owner.notifies_sent - sent_before
+    assert g3.state == DONE and g3.text == reply.text
     expected = "".join(f"w{i} " for i in range(tokens))
     assert (reply.generation.state, g.state) == (DONE, DONE)
     assert reply.text == g.text == expected
