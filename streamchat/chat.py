@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import live_bus
 from .generation import GenerationParams, GenerationRequest, Timeouts
 from .inputs import clean_user_message
 from .kinds import MessageState
@@ -70,9 +71,11 @@ class ChatSession:
         replies: dict[str, ActiveReply],
         trimmed: dict[str, int],
         on_start: Callable[[ActiveReply], None] = lambda reply: None,
+        bus: live_bus.LiveBus | None = None,
     ) -> None:
         self.store, self.runner, self.owner = store, runner, owner
         self.replies, self.trimmed, self.on_start = replies, trimmed, on_start
+        self.bus = bus or live_bus.current()  # replies streaming in other replicas (issue 16)
 
     # ---- sending -------------------------------------------------------------------------------
     def send(self, conversation_id: str | None, typed: str, settings: ReplySettings) -> Sent:
@@ -183,19 +186,31 @@ class ChatSession:
     # ---- replies in progress -------------------------------------------------------------------
     def live_reply(self, conversation_id: str | None, messages: list[Message]) -> ActiveReply | None:
         """The reply streaming into this conversation: one this session started, or (after a
-        reload) one still streaming in this process, which is picked up again."""
+        reload) one still streaming in this process, which is picked up again, or one streaming
+        in another replica of the app, which is followed from here."""
         if conversation_id is None:
             return None
         active = self.replies.get(conversation_id)
         if active is None and messages and messages[-1]["state"] == MessageState.STREAMING:
-            active = get_flusher().live(messages[-1]["id"])
+            last_id = messages[-1]["id"]
+            active = get_flusher().live(last_id) or self._followed(conversation_id, last_id)
             if active is not None:
                 self.replies[conversation_id] = active
         return active
 
+    def _followed(self, conversation_id: str, message_id: str) -> ActiveReply | None:
+        """Issue 16: the reply another replica is writing into `message_id`, followed live."""
+        g = self.bus.follow(message_id, lambda: self.store.get_message(message_id))
+        return ActiveReply(g, conversation_id, message_id, saved=g.saved) if g is not None else None
+
     def is_interrupted(self, message: Message) -> bool:
-        """Saved as streaming but no longer streaming anywhere in this process (the app stopped)."""
-        return message["state"] == MessageState.STREAMING and get_flusher().live(message["id"]) is None
+        """Saved as streaming but no longer streaming anywhere (the app, or the replica that
+        wrote it, stopped)."""
+        return (
+            message["state"] == MessageState.STREAMING
+            and get_flusher().live(message["id"]) is None
+            and not self.bus.is_live(message["id"])
+        )
 
     def finished(self, reply: ActiveReply) -> Message | None:
         """The reply has ended: forget it; its saved message when it is still the branch's last."""

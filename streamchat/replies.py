@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import metrics, recording
+from . import live_bus, metrics, recording
 from .generation import Generation, GenerationRequest
 from .kinds import MessageState, RunSource
 from .records import run_fields_from_generation
@@ -373,4 +373,5 @@ def start_reply(
 
     generation.add_done_callback(save_when_done)
     get_flusher().watch(store, reply)
+    live_bus.current().publish(reply)  # issue 16: other replicas follow it (no-op on SQLite)
     return reply
