@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from streamchat import live_bus
 from streamchat.config import Settings
 from streamchat.runner import Runner, get_runner
 from streamchat.store import Store, store_at
@@ -32,8 +33,11 @@ class PageContext:
 
 @st.cache_resource(show_spinner=False)
 def shared_store(data_dir: str, database_url: str | None = None) -> Store:
-    """One store per process and data dir (or database), shared by all sessions."""
-    return store_at(data_dir, database_url)
+    """One store per process and data dir (or database), shared by all sessions; on PostgreSQL
+    also the process's live bus (replies followed and stopped across replicas)."""
+    store = store_at(data_dir, database_url)
+    live_bus.get_bus(database_url)
+    return store
 
 
 def store_options(settings: Settings) -> dict[str, str]:
