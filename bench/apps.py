@@ -21,7 +21,8 @@ words painted; the app's own browser-measured visible TTFT against this bench's 
 started app against the server's schedule (target: within 3 %).
 
 Then bench/lanes.py (three Compare lanes racing: each lane's figures against the schedule, how
-far apart race mode sends them, Stop all), and the load and soak scenarios of bench/load.py (20 sessions at once, 200 requests in a
+far apart race mode sends them, Stop all), bench/team.py (Stop clicked on a replica that only
+follows the reply, two replicas on PostgreSQL), and the load and soak scenarios of bench/load.py (20 sessions at once, 200 requests in a
 row), which add their figures under "load" in the same JSON file; --no-load skips them.
 """
 from __future__ import annotations
@@ -788,6 +789,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(flush=True)
     lanes.main(["--json", args.json])
+    from bench import team
+
+    print(flush=True)
+    team.main(["--json", args.json])
     if not args.no_load:
         from bench import load
         print(flush=True)

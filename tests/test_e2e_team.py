@@ -9,7 +9,6 @@ project's deploy/nginx.conf.
 from __future__ import annotations
 
 import time
-import urllib.parse
 
 import pytest
 
@@ -17,7 +16,6 @@ from components.message_view import INTERRUPTED
 from streamchat import live_bus
 from tests.harness.bounds import PROMPTLY_S
 from tests.harness.browser import (
-    CHAT_INPUT,
     app_env,
     chromium,
     send_prompt,
@@ -27,7 +25,7 @@ from tests.harness.browser import (
 )
 from tests.harness.postgres import MISSING, find_binaries, postgres_server
 from tests.harness.scripted_server import scripted_server_process
-from tests.harness.team import NGINX_MISSING, nginx_binary, nginx_in_front, replicas
+from tests.harness.team import NGINX_MISSING, conversation_of, nginx_binary, nginx_in_front, open_at, replicas
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(find_binaries() is None, reason=MISSING)]
@@ -41,22 +39,6 @@ def team(tmp_path_factory):
         env = app_env(srv, data) | {"STREAMCHAT_DATABASE_URL": db, "STREAMCHAT_SHARED": "1"}
         with replicas(2, env) as apps, chromium() as browser:
             yield srv, apps, browser
-
-
-def conversation_of(page) -> str:
-    page.wait_for_function("() => location.search.includes('c=')", timeout=10_000)
-    return urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["c"][0]
-
-
-def open_at(context, url: str, idle: bool = True):
-    """A new tab at `url`; with `idle`, once the app is idle (not for a page showing a live reply:
-    that is busy until the reply ends)."""
-    page = context.new_page()
-    page.goto(url, timeout=30_000)
-    page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
-    if idle:
-        wait_idle(page)
-    return page
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import urllib.parse
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.browser import streamlit_process
+from tests.harness.browser import CHAT_INPUT, streamlit_process, wait_idle
 from tests.harness.processes import ROOT, free_port, kill_process_group, spawn, tail
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
@@ -45,6 +46,22 @@ def replicas(n: int, env: dict[str, str]) -> Iterator[list[Replica]]:
             url, proc = stack.enter_context(streamlit_process("app.py", env, port))
             apps.append(Replica(url, port, proc))
         yield apps
+
+
+def conversation_of(page) -> str:
+    page.wait_for_function("() => location.search.includes('c=')", timeout=10_000)
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["c"][0]
+
+
+def open_at(context, url: str, idle: bool = True):
+    """A new tab at `url`; with `idle`, once the app is idle (not for a page showing a live reply:
+    that is busy until the reply ends)."""
+    page = context.new_page()
+    page.goto(url, timeout=30_000)
+    page.locator(CHAT_INPUT).wait_for(state="visible", timeout=30_000)
+    if idle:
+        wait_idle(page)
+    return page
 
 
 def nginx_binary() -> str | None:
