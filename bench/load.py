@@ -17,11 +17,17 @@ connections to the scripted server, child processes and open file descriptors of
 process before and after, checks that the server saw a client disconnect for every stopped
 request, and follows RSS request by request.
 
-Prints a table, merges the figures into bench-results/bench.json under "load" (other keys kept),
-and exits 0 whatever the outcome (it is a report).
+Team load: the same load on --team-replicas (2) app replicas on one throwaway PostgreSQL database
+(team mode, tests/harness/team.py), the sessions alternating between them; the same checks and
+times, and each replica's RSS. Skipped (the reason printed) where PostgreSQL is not installed.
+One function starts the app(s) (one_app, team_apps), another measures them (measure_load).
+
+Prints a table, merges the figures into bench-results/bench.json under "load" (other keys kept;
+the team load in its results as "load_team"), and exits 0 whatever the outcome (it is a report).
 
     python -m bench.load [--sessions 20] [--tokens 1500] [--rate 50] [--paragraph-every 40]
-                               [--soak 200] [--skip-load] [--skip-soak] [--json PATH] [--keep DIR]
+                               [--soak 200] [--skip-load] [--skip-team] [--team-replicas 2]
+                               [--skip-soak] [--json PATH] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,6 +45,8 @@ import time
 import traceback
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +65,12 @@ from tests.harness.browser import (
     streamlit_app,
     wait_idle,
 )
+from tests.harness.postgres import MISSING as POSTGRES_MISSING
+from tests.harness.postgres import find_binaries as find_postgres
+from tests.harness.postgres import postgres_server
 from tests.harness.processes import ROOT
 from tests.harness.scripted_server import scripted_server_process
+from tests.harness.team import replicas
 
 # Twenty people at once: the app in shared mode (each browser its own identity and chats), as a
 # team install runs; single-user mode would rightly list everyone's chats in every sidebar.
@@ -109,6 +122,15 @@ def sched_by_thread(pid: int) -> dict[str, tuple[float, float, int]]:
         with contextlib.suppress(OSError, ValueError, IndexError):
             run_ns, wait_ns, slices = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[:3]
             out[tid] = (int(run_ns) / 1e9, int(wait_ns) / 1e9, int(slices))
+    return out
+
+
+def sched_of_all(pids: list[int]) -> dict[str, tuple[float, float, int]]:
+    """sched_by_thread of several processes in one map (thread ids are unique system-wide)."""
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            out.update(sched_by_thread(pid))
     return out
 
 
@@ -220,7 +242,7 @@ def find_streamlit_pid(port: int) -> int:
 class Sampler:
     """Samples CPU seconds, RSS and threads of some processes every `every` s on a daemon thread."""
 
-    def __init__(self, pids: dict[str, int], every: float = 0.2, sched_of: int | None = None):
+    def __init__(self, pids: dict[str, int], every: float = 0.2, sched_of: Sequence[int] = ()):
         self.pids, self.every, self.sched_of = pids, every, sched_of
         self.samples: list[dict] = []
         self.sched_last: dict[str, tuple[float, float]] = {}   # thread -> last schedstat seen
@@ -232,9 +254,7 @@ class Sampler:
         for name, pid in self.pids.items():
             with contextlib.suppress(OSError):
                 s[name] = {"cpu_s": cpu_seconds(pid), "rss_mb": rss_mb(pid), "threads": thread_count(pid)}
-        if self.sched_of is not None:
-            with contextlib.suppress(OSError):
-                self.sched_last.update(sched_by_thread(self.sched_of))
+        self.sched_last.update(sched_of_all(self.sched_of))
         return s
 
     def _run(self) -> None:
@@ -255,11 +275,12 @@ class Sampler:
         return max(values) if values else None
 
 
-def cpu_percent(pid: int, seconds: float) -> float:
-    """% of one core used by `pid` over the next `seconds`."""
-    c0, t0 = cpu_seconds(pid), time.perf_counter()
+def cpu_percents(pids: list[int], seconds: float) -> list[float]:
+    """% of one core used by each of `pids` over the next `seconds`."""
+    c0, t0 = [cpu_seconds(pid) for pid in pids], time.perf_counter()
     time.sleep(seconds)
-    return (cpu_seconds(pid) - c0) / (time.perf_counter() - t0) * 100
+    elapsed = time.perf_counter() - t0
+    return [(cpu_seconds(pid) - c) / elapsed * 100 for pid, c in zip(pids, c0, strict=True)]
 
 
 def descendants(root: int) -> list[int]:
@@ -277,12 +298,28 @@ def descendants(root: int) -> list[int]:
     return out
 
 
+def process_name(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
+
+
+def postgres_processes(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if process_name(pid) == "postgres"]
+
+
 def tree_cpu_seconds(pids: list[int]) -> dict[int, float]:
     out = {}
     for pid in pids:
         with contextlib.suppress(OSError):
             out[pid] = cpu_seconds(pid)
     return out
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float], count_new: bool = False) -> float:
+    """CPU seconds between two tree_cpu_seconds snapshots, of the processes alive at both (and, with
+    count_new, all of those that started in between)."""
+    return sum(after[q] - before.get(q, 0.0) for q in after if count_new or q in before)
 
 
 def machine_busy() -> tuple[float, float]:
@@ -339,14 +376,15 @@ _PAGE_FACTS = """
 
 # ---------------------------------------------------------------- load
 
-def open_pages(stack: contextlib.ExitStack, browser, url: str, n: int, timeout: float = 90.0) -> list:
-    """n fresh contexts with the app loaded and idle; they load in parallel (app_page does one)."""
+def open_pages(stack: contextlib.ExitStack, browser, urls: list[str], n: int, timeout: float = 90.0) -> list:
+    """n fresh contexts with the app loaded and idle, page p on urls[p % len(urls)]; they load in
+    parallel (app_page does one)."""
     pages = []
-    for _ in range(n):
+    for p in range(n):
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         stack.callback(context.close)
         page = context.new_page()
-        page.goto(url, wait_until="commit", timeout=timeout * 1000)
+        page.goto(urls[p % len(urls)], wait_until="commit", timeout=timeout * 1000)
         pages.append(page)
     for page in pages:
         page.locator(CHAT_INPUT).wait_for(state="visible", timeout=timeout * 1000)
@@ -355,170 +393,249 @@ def open_pages(stack: contextlib.ExitStack, browser, url: str, n: int, timeout: 
     return pages
 
 
-def run_load(browser, srv, sessions: int, tokens: int, rate: float, paragraph_every: int, workdir: Path) -> dict:
+@dataclass(frozen=True)
+class AppUnderLoad:
+    """A running `streamlit run app.py` the load is measured on: its URL, its pid, its output."""
+    url: str
+    pid: int
+    log: Path
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def one_app(srv, workdir: Path) -> Iterator[list[AppUnderLoad]]:
+    """The app alone on SQLite (its data in workdir/load-data)."""
     data_dir = workdir / "load-data"
     data_dir.mkdir()
     log = workdir / "streamlit-load.log"
+    with streamlit_app(APP, {**app_env(srv, data_dir), **SHARED}, log_path=log) as url:
+        yield [AppUnderLoad(url, find_streamlit_pid(port_of(url)), log)]
+
+
+@contextlib.contextmanager
+def team_apps(srv, workdir: Path, n: int) -> Iterator[list[AppUnderLoad]]:
+    """Team mode: n replicas on one throwaway PostgreSQL database; their logs are copied to
+    workdir/streamlit-team-<i>.log at the end (the harness deletes its own)."""
+    data_dir = workdir / "team-data"
+    data_dir.mkdir()
+    with postgres_server() as db, replicas(n, {**app_env(srv, data_dir), **SHARED,
+                                                "STREAMCHAT_DATABASE_URL": db}) as running:
+        apps = []
+        for replica in running:
+            pid = find_streamlit_pid(replica.port)
+            apps.append(AppUnderLoad(replica.url, pid, Path(os.readlink(f"/proc/{pid}/fd/1"))))
+        try:
+            yield apps
+        finally:
+            for i, app in enumerate(apps, 1):
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(app.log, workdir / f"streamlit-team-{i}.log")
+
+
+def run_load(browser, srv, sessions: int, tokens: int, rate: float, paragraph_every: int, workdir: Path) -> dict:
+    """The load on one app on SQLite."""
+    with one_app(srv, workdir) as apps:
+        return measure_load(browser, srv, apps, sessions, tokens, rate, paragraph_every)
+
+
+def run_load_team(browser, srv, replica_count: int, sessions: int, tokens: int, rate: float, paragraph_every: int,
+                  workdir: Path) -> dict:
+    """The same load, its sessions alternating over replicas on one PostgreSQL database."""
+    with team_apps(srv, workdir, replica_count) as apps:
+        return measure_load(browser, srv, apps, sessions, tokens, rate, paragraph_every)
+
+
+def measure_load(browser, srv, apps: list[AppUnderLoad], sessions: int, tokens: int, rate: float,
+                 paragraph_every: int) -> dict:
+    """The load on running apps, session p on apps[p % len(apps)]. The app processes' figures
+    (CPU, RSS, threads...) are totals over the apps; out["apps"] holds each app's own."""
+    pids = [app.pid for app in apps]
     out: dict[str, Any] = {"sessions": sessions, "tokens": tokens, "rate": rate, "scripted_ttft_s": LOAD_TTFT_S,
                            "paragraph_every": paragraph_every}
-    with streamlit_app(APP, {**app_env(srv, data_dir), **SHARED}, log_path=log) as url:
-        pid = find_streamlit_pid(int(url.rsplit(":", 1)[1]))
-        out["pid"] = pid
-        # Warm-up: the first reply of a fresh process pays for lazy imports (openai, httpx...).
+    per_app: list[dict[str, Any]] = [{"url": app.url, "pid": app.pid} for app in apps]
+    out["apps"] = per_app
+    if len(apps) == 1:
+        out["pid"] = pids[0]
+
+    def each(key: str, values: list) -> None:   # each app's figure, and their total
+        for own_figures, value in zip(per_app, values, strict=True):
+            own_figures[key] = value
+        out[key] = sum(values)
+
+    def memory_ok(key: str, rss_key: str) -> None:   # "back to within 20 % of the start", app by app
+        for own_figures in per_app:
+            own_figures[key] = own_figures[rss_key] <= own_figures["rss_start_mb"] * (1 + MEMORY_TOLERANCE)
+        out[key] = all(own_figures[key] for own_figures in per_app)
+
+    # Warm-up: the first reply of a fresh process pays for lazy imports (openai, httpx...).
+    for app in apps:
         srv.reset()
         srv.queue({"ttft": 0.02, "tokens": 20, "rate": 1000, "token_text": "warm{i} "})
-        with app_page(browser, url) as page:
+        with app_page(browser, app.url) as page:
             watch = TextWatch(page, ["warm19"])
             send_prompt(page, "warm up")
             watch.wait_for_marker("warm19", timeout=30)
             wait_idle(page, timeout=30)
-        time.sleep(2.0)
-        rss_start = rss_mb(pid)
-        out["rss_start_mb"] = rss_start
-        out["threads_start"] = thread_count(pid)
-        out["idle_cpu_pct_before"] = cpu_percent(pid, 1.0)
+    time.sleep(2.0)
+    each("rss_start_mb", [rss_mb(pid) for pid in pids])
+    each("threads_start", [thread_count(pid) for pid in pids])
+    each("idle_cpu_pct_before", cpu_percents(pids, 1.0))
 
-        srv.reset()
-        nonce = uuid.uuid4().hex[:6]
-        prompts = [f"Load prompt P{p:02d}x{nonce} please stream" for p in range(sessions)]
-        scripts = [{"ttft": LOAD_TTFT_S, "tokens": tokens, "rate": rate, "token_text": f"q{k:02d}w{{i}} ",
-                    "paragraph_every": paragraph_every} for k in range(sessions)]
-        first = [f"q{k:02d}w0" for k in range(sessions)]
-        last = [f"q{k:02d}w{tokens - 1}" for k in range(sessions)]
-        srv.queue(*scripts)
+    srv.reset()
+    nonce = uuid.uuid4().hex[:6]
+    prompts = [f"Load prompt P{p:02d}x{nonce} please stream" for p in range(sessions)]
+    scripts = [{"ttft": LOAD_TTFT_S, "tokens": tokens, "rate": rate, "token_text": f"q{k:02d}w{{i}} ",
+                "paragraph_every": paragraph_every} for k in range(sessions)]
+    first = [f"q{k:02d}w0" for k in range(sessions)]
+    last = [f"q{k:02d}w{tokens - 1}" for k in range(sessions)]
+    srv.queue(*scripts)
 
-        sampler = Sampler({"app": pid, "server": srv.proc.pid}, every=0.2, sched_of=pid)
-        with contextlib.ExitStack() as pages_stack, sampler:
-            t_open = time.perf_counter()
-            pages = open_pages(pages_stack, browser, url, sessions)
-            out["open_pages_s"] = time.perf_counter() - t_open
-            out["rss_pages_open_mb"] = rss_mb(pid)
-            watches = [TextWatch(page, first + last) for page in pages]
-            # A few pages also time websocket frames (CDP): server send -> frame -> DOM.
-            meters = [WebSocketMeter(page, markers=first + last) for page in pages[:PROBE_PAGES]]
+    sampler = Sampler({**{f"app{i}": pid for i, pid in enumerate(pids)}, "server": srv.proc.pid},
+                      every=0.2, sched_of=pids)
+    with contextlib.ExitStack() as pages_stack, sampler:
+        t_open = time.perf_counter()
+        pages = open_pages(pages_stack, browser, [app.url for app in apps], sessions)
+        out["open_pages_s"] = time.perf_counter() - t_open
+        each("rss_pages_open_mb", [rss_mb(pid) for pid in pids])
+        watches = [TextWatch(page, first + last) for page in pages]
+        # A few pages also time websocket frames (CDP): server send -> frame -> DOM.
+        meters = [WebSocketMeter(page, markers=first + last) for page in pages[:PROBE_PAGES]]
 
-            # What else is the machine doing? (others may be running tests on these 2 cores)
-            b0 = machine_busy()
-            time.sleep(1.0)
-            b1 = machine_busy()
-            out["machine_busy_before_pct"] = (b1[0] - b0[0]) / max(1, b1[1] - b0[1]) * 100
-            out["loadavg_before"] = Path("/proc/loadavg").read_text().split()[:3]
-            others = [q for q in descendants(os.getpid()) if q not in (pid, srv.proc.pid)]
-            browser_cpu0 = tree_cpu_seconds(others)
+        # What else is the machine doing? (others may be running tests on these 2 cores)
+        b0 = machine_busy()
+        time.sleep(1.0)
+        b1 = machine_busy()
+        out["machine_busy_before_pct"] = (b1[0] - b0[0]) / max(1, b1[1] - b0[1]) * 100
+        out["loadavg_before"] = Path("/proc/loadavg").read_text().split()[:3]
+        family = [q for q in descendants(os.getpid()) if q not in pids and q != srv.proc.pid]
+        database = postgres_processes(family)   # team mode's server and its backends
+        others = [q for q in family if q not in database]
+        browser_cpu0, database_cpu0 = tree_cpu_seconds(others), tree_cpu_seconds(database)
 
-            busy0 = machine_busy()
-            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-            srv_cpu0 = cpu_seconds(srv.proc.pid)
-            sched0 = sched_by_thread(pid)
-            sampler.sched_last.clear()   # from now on: threads that start and end in the window count too
-            driver_cpu0 = time.process_time()
-            t_send = [send_prompt(page, prompts[p]) for p, page in enumerate(pages)]
-            out["send_all_s"] = time.perf_counter() - t0
+        busy0 = machine_busy()
+        cpu0, t0 = [cpu_seconds(pid) for pid in pids], time.perf_counter()
+        srv_cpu0 = cpu_seconds(srv.proc.pid)
+        sched0 = sched_of_all(pids)
+        sampler.sched_last.clear()   # from now on: threads that start and end in the window count too
+        driver_cpu0 = time.process_time()
+        t_send = [send_prompt(page, prompts[p]) for p, page in enumerate(pages)]
+        out["send_all_s"] = time.perf_counter() - t0
 
-            # Which queued script (marker) did each session get? Records are in arrival order.
-            deadline = time.perf_counter() + 30
-            recs: list = []
-            while time.perf_counter() < deadline:
-                recs = srv.requests()
-                if len(recs) >= sessions:
-                    break
-                time.sleep(POLL_S)
-            arrival = {last_user_text(r.body): k for k, r in enumerate(recs)}
-            own = [arrival.get(prompts[p]) for p in range(sessions)]
-            out["requests_received"] = len(recs)
+        # Which queued script (marker) did each session get? Records are in arrival order.
+        deadline = time.perf_counter() + 30
+        recs: list = []
+        while time.perf_counter() < deadline:
+            recs = srv.requests()
+            if len(recs) >= sessions:
+                break
+            time.sleep(POLL_S)
+        arrival = {last_user_text(r.body): k for k, r in enumerate(recs)}
+        own = [arrival.get(prompts[p]) for p in range(sessions)]
+        out["requests_received"] = len(recs)
 
-            # Poll every page until it shows its own last token (or the time is up).
-            done_at: dict[int, float] = {}
-            generation_s = LOAD_TTFT_S + tokens / rate
-            deadline = t0 + generation_s * 2 + 60
-            pending = [p for p in range(sessions) if own[p] is not None]
-            while pending and time.perf_counter() < deadline:
-                time.sleep(POLL_S)
-                for p in list(pending):
-                    if last[own[p]] in pages[p].evaluate(_MARK_KEYS):
-                        done_at[p] = time.perf_counter()
-                        pending.remove(p)
-            t1 = time.perf_counter()
-            cpu1, srv_cpu1, busy1 = cpu_seconds(pid), cpu_seconds(srv.proc.pid), machine_busy()
-            browser_cpu1 = tree_cpu_seconds(others)
-            sampler.sched_last.update(sched_by_thread(pid))
-            run_s, wait_s, slices = sched_delta(sched0, sampler.sched_last)
-            out.update(app_sched_run_s=run_s, app_runqueue_wait_s=wait_s, app_wakeups_per_s=slices / (t1 - t0))
-            driver_cpu = (time.process_time() - driver_cpu0)
-            window = t1 - t0
-            browser_cpu = sum(browser_cpu1[q] - browser_cpu0[q] for q in browser_cpu1 if q in browser_cpu0)
-            out.update(browser_cpu_pct_one_core=browser_cpu / window * 100,
-                       driver_cpu_pct_one_core=driver_cpu / window * 100,
-                       loadavg_after=Path("/proc/loadavg").read_text().split()[:3])
-            out.update(load_window_s=window, cpu_s=cpu1 - cpu0, cpu_pct_one_core=(cpu1 - cpu0) / window * 100,
-                       server_cpu_pct_one_core=(srv_cpu1 - srv_cpu0) / window * 100,
-                       machine_busy_pct=(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * 100,
-                       completed_sessions=len(done_at))
+        # Poll every page until it shows its own last token (or the time is up).
+        done_at: dict[int, float] = {}
+        generation_s = LOAD_TTFT_S + tokens / rate
+        deadline = t0 + generation_s * 2 + 60
+        pending = [p for p in range(sessions) if own[p] is not None]
+        while pending and time.perf_counter() < deadline:
+            time.sleep(POLL_S)
+            for p in list(pending):
+                if last[own[p]] in pages[p].evaluate(_MARK_KEYS):
+                    done_at[p] = time.perf_counter()
+                    pending.remove(p)
+        t1 = time.perf_counter()
+        cpu1, srv_cpu1, busy1 = [cpu_seconds(pid) for pid in pids], cpu_seconds(srv.proc.pid), machine_busy()
+        browser_cpu1 = tree_cpu_seconds(others)
+        database_cpu1 = tree_cpu_seconds(postgres_processes(descendants(os.getpid())))   # and new backends
+        sampler.sched_last.update(sched_of_all(pids))
+        run_s, wait_s, slices = sched_delta(sched0, sampler.sched_last)
+        out.update(app_sched_run_s=run_s, app_runqueue_wait_s=wait_s, app_wakeups_per_s=slices / (t1 - t0))
+        driver_cpu = (time.process_time() - driver_cpu0)
+        window = t1 - t0
+        out.update(browser_cpu_pct_one_core=cpu_spent(browser_cpu0, browser_cpu1) / window * 100,
+                   database_cpu_pct_one_core=cpu_spent(database_cpu0, database_cpu1, count_new=True) / window * 100,
+                   driver_cpu_pct_one_core=driver_cpu / window * 100,
+                   loadavg_after=Path("/proc/loadavg").read_text().split()[:3])
+        out["load_window_s"] = window
+        each("cpu_s", [c1 - c0 for c0, c1 in zip(cpu0, cpu1, strict=True)])
+        each("cpu_pct_one_core", [(c1 - c0) / window * 100 for c0, c1 in zip(cpu0, cpu1, strict=True)])
+        out.update(server_cpu_pct_one_core=(srv_cpu1 - srv_cpu0) / window * 100,
+                   machine_busy_pct=(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * 100,
+                   completed_sessions=len(done_at))
 
-            # Let the runs end (Stop button gone), then check what each page shows.
-            deadline = time.perf_counter() + 20
-            while time.perf_counter() < deadline and any(stop_button(pg).count() for pg in pages):
-                time.sleep(POLL_S)
-            recs = {r.id: r for r in srv.requests()}
-            rec_by_k = sorted(recs.values(), key=lambda r: r.id)
-            sess: list[dict] = []
-            for p, page in enumerate(pages):
-                k = own[p]
-                seen = watches[p].read()
-                facts = page.evaluate(_PAGE_FACTS, MAIN)
-                info: dict[str, Any] = {"session": p, "script": k, "completed": p in done_at,
-                                        "exceptions": facts["exceptions"]}
-                foreign = sorted({m for m in seen.marks if k is None or not m.startswith(f"q{k:02d}w")})
-                other_prompts = [q for i, q in enumerate(prompts) if i != p and q in facts["body"]]
-                roles = [r for r, _ in facts["messages"]]
-                expected = [f"q{k:02d}w{i}" for i in range(tokens)] if k is not None else []
-                got = (facts["reply"] or "").replace("▌", "").split()
-                info.update(foreign_markers=foreign, other_prompts=len(other_prompts), roles=roles,
-                            user_text_ok=bool(facts["messages"]) and prompts[p] in facts["messages"][0][1],
-                            reply_tokens=len(got), reply_exact=got == expected)
-                if k is not None:
-                    rec = rec_by_k[k].to_json() if k < len(rec_by_k) else {}
-                    t_first_vis, t_last_vis = seen.marks.get(first[k]), seen.marks.get(last[k])
+        # Let the runs end (Stop button gone), then check what each page shows.
+        deadline = time.perf_counter() + 20
+        while time.perf_counter() < deadline and any(stop_button(pg).count() for pg in pages):
+            time.sleep(POLL_S)
+        recs = {r.id: r for r in srv.requests()}
+        rec_by_k = sorted(recs.values(), key=lambda r: r.id)
+        sess: list[dict] = []
+        for p, page in enumerate(pages):
+            k = own[p]
+            seen = watches[p].read()
+            facts = page.evaluate(_PAGE_FACTS, MAIN)
+            info: dict[str, Any] = {"session": p, "app": p % len(apps), "script": k, "completed": p in done_at,
+                                    "exceptions": facts["exceptions"]}
+            foreign = sorted({m for m in seen.marks if k is None or not m.startswith(f"q{k:02d}w")})
+            other_prompts = [q for i, q in enumerate(prompts) if i != p and q in facts["body"]]
+            roles = [r for r, _ in facts["messages"]]
+            expected = [f"q{k:02d}w{i}" for i in range(tokens)] if k is not None else []
+            got = (facts["reply"] or "").replace("▌", "").split()
+            info.update(foreign_markers=foreign, other_prompts=len(other_prompts), roles=roles,
+                        user_text_ok=bool(facts["messages"]) and prompts[p] in facts["messages"][0][1],
+                        reply_tokens=len(got), reply_exact=got == expected)
+            if k is not None:
+                rec = rec_by_k[k].to_json() if k < len(rec_by_k) else {}
+                t_first_vis, t_last_vis = seen.marks.get(first[k]), seen.marks.get(last[k])
+                info.update(
+                    ttft_visible_s=None if t_first_vis is None else t_first_vis - t_send[p],
+                    send_to_server_s=rec.get("t_received", 0) - t_send[p] if rec else None,
+                    server_first_to_visible_s=(t_first_vis - rec["t_first_content_sent"])
+                    if rec and t_first_vis and rec.get("t_first_content_sent") else None,
+                    last_token_lag_s=(t_last_vis - rec["t_last_content_sent"])
+                    if rec and t_last_vis and rec.get("t_last_content_sent") else None,
+                    server_outcome=rec.get("outcome"), server_tokens=rec.get("tokens_sent"))
+                if p < len(meters):   # websocket frame times: where the lag is (app side or browser side)
+                    meters[p].sync()
+                    f_first, f_last = meters[p].marker_times.get(first[k]), meters[p].marker_times.get(last[k])
                     info.update(
-                        ttft_visible_s=None if t_first_vis is None else t_first_vis - t_send[p],
-                        send_to_server_s=rec.get("t_received", 0) - t_send[p] if rec else None,
-                        server_first_to_visible_s=(t_first_vis - rec["t_first_content_sent"])
-                        if rec and t_first_vis and rec.get("t_first_content_sent") else None,
-                        last_token_lag_s=(t_last_vis - rec["t_last_content_sent"])
-                        if rec and t_last_vis and rec.get("t_last_content_sent") else None,
-                        server_outcome=rec.get("outcome"), server_tokens=rec.get("tokens_sent"))
-                    if p < len(meters):   # websocket frame times: where the lag is (app side or browser side)
-                        meters[p].sync()
-                        f_first, f_last = meters[p].marker_times.get(first[k]), meters[p].marker_times.get(last[k])
-                        info.update(
-                            probe_server_to_frame_first_s=_minus(f_first, rec.get("t_first_content_sent")),
-                            probe_frame_to_dom_first_s=_minus(t_first_vis, f_first),
-                            probe_server_to_frame_last_s=_minus(f_last, rec.get("t_last_content_sent")),
-                            probe_frame_to_dom_last_s=_minus(t_last_vis, f_last),
-                            probe_ws_bytes=meters[p].bytes_received, probe_ws_frames=len(meters[p].frames))
-                        foreign += sorted(m for m in meters[p].marker_times if not m.startswith(f"q{k:02d}w"))
-                info["isolated"] = (not foreign and not info["other_prompts"] and roles == ["user", "assistant"]
-                                    and info["user_text_ok"])
-                sess.append(info)
-            out["per_session"] = sess
-        # (pages closed: their websockets are gone; Streamlit keeps the sessions ~2 min for reconnects)
-        t_load_end = t0 + window
-        out["rss_peak_sampled_mb"] = sampler.peak("app", "rss_mb")
-        out["rss_hwm_mb"] = status_kb(pid, "VmHWM") / 1024
-        out["threads_peak"] = sampler.peak("app", "threads")
-        out["pages_closed_s_after_load"] = time.perf_counter() - t_load_end
-        time.sleep(max(0.0, t_load_end + AFTER_LOAD_S - time.perf_counter()))
-        out["rss_after_mb"] = rss_mb(pid)
-        out["threads_after"] = thread_count(pid)
-        out["streamlit_metrics_after"] = streamlit_metrics(url)
-        out["idle_cpu_pct_after"] = cpu_percent(pid, 1.0)
-        out["memory_ok"] = out["rss_after_mb"] <= rss_start * (1 + MEMORY_TOLERANCE)
-        if not out["memory_ok"]:
-            time.sleep(EXTRA_IDLE_S)
-            out["rss_after_idle_mb"] = rss_mb(pid)
-            out["rss_after_idle_s"] = time.perf_counter() - t_load_end
-            out["memory_ok_after_idle"] = out["rss_after_idle_mb"] <= rss_start * (1 + MEMORY_TOLERANCE)
-        out["log_problems"] = log_problems(log)
+                        probe_server_to_frame_first_s=_minus(f_first, rec.get("t_first_content_sent")),
+                        probe_frame_to_dom_first_s=_minus(t_first_vis, f_first),
+                        probe_server_to_frame_last_s=_minus(f_last, rec.get("t_last_content_sent")),
+                        probe_frame_to_dom_last_s=_minus(t_last_vis, f_last),
+                        probe_ws_bytes=meters[p].bytes_received, probe_ws_frames=len(meters[p].frames))
+                    foreign += sorted(m for m in meters[p].marker_times if not m.startswith(f"q{k:02d}w"))
+            info["isolated"] = (not foreign and not info["other_prompts"] and roles == ["user", "assistant"]
+                                and info["user_text_ok"])
+            sess.append(info)
+        out["per_session"] = sess
+    # (pages closed: their websockets are gone; Streamlit keeps the sessions ~2 min for reconnects)
+    t_load_end = t0 + window
+    each("rss_peak_sampled_mb", [sampler.peak(f"app{i}", "rss_mb") for i in range(len(pids))])
+    each("rss_hwm_mb", [status_kb(pid, "VmHWM") / 1024 for pid in pids])
+    each("threads_peak", [sampler.peak(f"app{i}", "threads") for i in range(len(pids))])
+    out["pages_closed_s_after_load"] = time.perf_counter() - t_load_end
+    time.sleep(max(0.0, t_load_end + AFTER_LOAD_S - time.perf_counter()))
+    each("rss_after_mb", [rss_mb(pid) for pid in pids])
+    each("threads_after", [thread_count(pid) for pid in pids])
+    for own_figures, app in zip(per_app, apps, strict=True):
+        own_figures["streamlit_metrics_after"] = streamlit_metrics(app.url)
+        own_figures["log_problems"] = log_problems(app.log)
+    metric_names = dict.fromkeys(key for a in per_app for key in a["streamlit_metrics_after"])
+    out["streamlit_metrics_after"] = {key: sum(a["streamlit_metrics_after"].get(key, 0.0) for a in per_app)
+                                      for key in metric_names}
+    each("idle_cpu_pct_after", cpu_percents(pids, 1.0))
+    memory_ok("memory_ok", "rss_after_mb")
+    if not out["memory_ok"]:
+        time.sleep(EXTRA_IDLE_S)
+        each("rss_after_idle_mb", [rss_mb(pid) for pid in pids])
+        out["rss_after_idle_s"] = time.perf_counter() - t_load_end
+        memory_ok("memory_ok_after_idle", "rss_after_idle_mb")
+    out["log_problems"] = [line for a in per_app for line in a["log_problems"]]
 
     ok = [s for s in sess if s.get("ttft_visible_s") is not None]
     def series(key: str) -> list[float]:
@@ -562,7 +679,7 @@ def run_soak(browser, srv, n: int, workdir: Path) -> dict:
     out: dict[str, Any] = {"requests": n, "fast_script": SOAK_FAST, "stopped_script": SOAK_STOPPED}
     rows: list[dict] = []
     with streamlit_app(APP, {**app_env(srv, data_dir), **SHARED}, log_path=log) as url, app_page(browser, url) as page:
-        pid = find_streamlit_pid(int(url.rsplit(":", 1)[1]))
+        pid = find_streamlit_pid(port_of(url))
         out["pid"] = pid
         watch = TextWatch(page, [])
 
@@ -673,52 +790,104 @@ def _verdict(ok: bool | None) -> str:
     return "" if ok is None else ("PASS" if ok else "FAIL")
 
 
+Row = Callable[..., None]   # report()'s row(figure, shown, value=None, target="", ok=None)
+
+
+def team_label(team: dict) -> str:
+    n = team.get("replicas", 2)
+    return f"load, {n} replica{'s' if n != 1 else ''} on PostgreSQL"
+
+
+def _load_rows(row: Row, load: dict | None, label: str, more: Callable[[Row, dict, str], None]) -> None:
+    """A load scenario's rows: those every scenario reports, then `more` of its own. One row if it
+    was skipped or failed."""
+    if not load:
+        return
+    if "skipped" in load:
+        row(label, "skipped")
+        return
+    if "error" in load:
+        row(label, load["error"][:60], None, "", False)
+        return
+    n = load["sessions"]
+    row(f"{label}: sessions completed", f"{load['completed_sessions']}/{n}", load["completed_sessions"],
+        "all", load["all_completed"])
+    iso = sum(1 for s in load["per_session"] if s["isolated"])
+    row(f"{label}: sessions isolated", f"{iso}/{n}", iso, "all", load["all_isolated"])
+    exact = sum(1 for s in load["per_session"] if s["reply_exact"])
+    row(f"{label}: replies with every token", f"{exact}/{n}", exact, "all", load["all_exact"])
+    row(f"{label}: visible TTFT p50", _ms(load["ttft_visible_p50_s"]), load["ttft_visible_p50_s"])
+    row(f"{label}: visible TTFT p95", _ms(load["ttft_visible_p95_s"]), load["ttft_visible_p95_s"])
+    row(f"{label}: prompt sent -> server p50/p95",
+        f"{_ms(load['send_to_server_p50_s'])}/{_ms(load['send_to_server_p95_s'])}".replace(" ms/", "/"))
+    row(f"{label}: server 1st tok -> visible p50/p95",
+        f"{_ms(load['server_first_to_visible_p50_s'])}/{_ms(load['server_first_to_visible_p95_s'])}"
+        .replace(" ms/", "/"))
+    row(f"{label}: last-token lag p50/p95",
+        f"{_ms(load['last_token_lag_p50_s'])}/{_ms(load['last_token_lag_p95_s'])}".replace(" ms/", "/"))
+    more(row, load, label)
+
+
+def _others_row(row: Row, load: dict, label: str) -> None:
+    others = (load["machine_busy_pct"] * 2 - load["cpu_pct_one_core"] - load["browser_cpu_pct_one_core"]
+              - load["server_cpu_pct_one_core"] - load["driver_cpu_pct_one_core"]
+              - load.get("database_cpu_pct_one_core", 0.0))
+    row(f"{label}: browser / others' CPU (% of a core)",
+        f"{load['browser_cpu_pct_one_core']:.0f} / {max(0.0, others):.0f} %", load["browser_cpu_pct_one_core"])
+
+
+def _rss_after_idle_row(row: Row, figure: str, load: dict, app: dict) -> None:
+    """The RSS once more, EXTRA_IDLE_S later, where it was not back to the start AFTER_LOAD_S after."""
+    if "rss_after_idle_mb" in app:
+        limit = app["rss_start_mb"] * (1 + MEMORY_TOLERANCE)
+        row(f"{figure} {load['rss_after_idle_s']:.0f} s after", _mb(app["rss_after_idle_mb"]),
+            app["rss_after_idle_mb"], f"<= {limit:.0f} MB", app["memory_ok_after_idle"])
+
+
+def _one_app_rows(row: Row, load: dict, label: str) -> None:
+    row(f"{label}: app CPU (% of one core)", f"{load['cpu_pct_one_core']:.0f} %", load["cpu_pct_one_core"])
+    _others_row(row, load, label)
+    row(f"{label}: app threads' run-queue wait",
+        f"{load['app_runqueue_wait_s']:.1f} s (ran {load['app_sched_run_s']:.1f} s)", load["app_runqueue_wait_s"])
+    row(f"{label}: app threads scheduled in, per s", f"{load['app_wakeups_per_s']:.0f} /s", load["app_wakeups_per_s"])
+    row(f"{label}: app CPU seconds", f"{load['cpu_s']:.1f} s / {load['load_window_s']:.0f} s", load["cpu_s"])
+    row(f"{label}: machine busy (2 cores)", f"{load['machine_busy_pct']:.0f} %", load["machine_busy_pct"])
+    row(f"{label}: RSS start", _mb(load["rss_start_mb"]), load["rss_start_mb"])
+    row(f"{label}: RSS peak (sampled / HWM)", f"{load['rss_peak_sampled_mb']:.0f}/{load['rss_hwm_mb']:.0f} MB",
+        load["rss_peak_sampled_mb"])
+    limit = load["rss_start_mb"] * (1 + MEMORY_TOLERANCE)
+    row(f"{label}: RSS {AFTER_LOAD_S:.0f} s after", _mb(load["rss_after_mb"]), load["rss_after_mb"],
+        f"<= {limit:.0f} MB (+{MEMORY_TOLERANCE:.0%})", load["memory_ok"])
+    _rss_after_idle_row(row, f"{label}: RSS", load, load)
+    row(f"{label}: app threads start/peak/after",
+        f"{load['threads_start']}/{load['threads_peak']}/{load['threads_after']}", load["threads_peak"])
+
+
+def _replica_rows(row: Row, load: dict, label: str) -> None:
+    for i, app in enumerate(load["apps"], 1):
+        limit = app["rss_start_mb"] * (1 + MEMORY_TOLERANCE)
+        row(f"{label}: replica {i} RSS start/peak/after",
+            f"{app['rss_start_mb']:.0f}/{app['rss_peak_sampled_mb']:.0f}/{app['rss_after_mb']:.0f} MB",
+            app["rss_after_mb"], f"after <= {limit:.0f} MB", app["memory_ok"])
+        _rss_after_idle_row(row, f"{label}: replica {i} RSS", load, app)
+    row(f"{label}: app CPU per replica (% of a core)",
+        " / ".join(f"{app['cpu_pct_one_core']:.0f}" for app in load["apps"]) + " %", load["cpu_pct_one_core"])
+    row(f"{label}: PostgreSQL CPU (% of a core)", f"{load['database_cpu_pct_one_core']:.0f} %",
+        load["database_cpu_pct_one_core"])
+    _others_row(row, load, label)
+    row(f"{label}: machine busy (2 cores)", f"{load['machine_busy_pct']:.0f} %", load["machine_busy_pct"])
+
+
 def report(results: dict) -> tuple[list[dict], str]:
     rows: list[dict] = []
 
     def row(figure: str, shown: str, value: Any = None, target: str = "", ok: bool | None = None) -> None:
         rows.append({"figure": figure, "value": value, "shown": shown, "target": target, "verdict": _verdict(ok)})
 
-    load = results.get("load")
-    if load and "error" not in load:
-        n = load["sessions"]
-        row("load: sessions completed", f"{load['completed_sessions']}/{n}", load["completed_sessions"],
-            "all", load["all_completed"])
-        iso = sum(1 for s in load["per_session"] if s["isolated"])
-        row("load: sessions isolated", f"{iso}/{n}", iso, "all", load["all_isolated"])
-        exact = sum(1 for s in load["per_session"] if s["reply_exact"])
-        row("load: replies with every token", f"{exact}/{n}", exact, "all", load["all_exact"])
-        row("load: visible TTFT p50", _ms(load["ttft_visible_p50_s"]), load["ttft_visible_p50_s"])
-        row("load: visible TTFT p95", _ms(load["ttft_visible_p95_s"]), load["ttft_visible_p95_s"])
-        row("load: prompt sent -> server p50/p95",
-            f"{_ms(load['send_to_server_p50_s'])}/{_ms(load['send_to_server_p95_s'])}".replace(" ms/", "/"))
-        row("load: server 1st tok -> visible p50/p95",
-            f"{_ms(load['server_first_to_visible_p50_s'])}/{_ms(load['server_first_to_visible_p95_s'])}"
-            .replace(" ms/", "/"))
-        row("load: last-token lag p50/p95",
-            f"{_ms(load['last_token_lag_p50_s'])}/{_ms(load['last_token_lag_p95_s'])}".replace(" ms/", "/"))
-        row("load: app CPU (% of one core)", f"{load['cpu_pct_one_core']:.0f} %", load["cpu_pct_one_core"])
-        row("load: browser / others' CPU (% of a core)",
-            f"{load['browser_cpu_pct_one_core']:.0f} / {max(0.0, load['machine_busy_pct'] * 2 - load['cpu_pct_one_core'] - load['browser_cpu_pct_one_core'] - load['server_cpu_pct_one_core'] - load['driver_cpu_pct_one_core']):.0f} %",
-            load["browser_cpu_pct_one_core"])
-        row("load: app threads' run-queue wait", f"{load['app_runqueue_wait_s']:.1f} s (ran {load['app_sched_run_s']:.1f} s)",
-            load["app_runqueue_wait_s"])
-        row("load: app threads scheduled in, per s", f"{load['app_wakeups_per_s']:.0f} /s", load["app_wakeups_per_s"])
-        row("load: app CPU seconds", f"{load['cpu_s']:.1f} s / {load['load_window_s']:.0f} s", load["cpu_s"])
-        row("load: machine busy (2 cores)", f"{load['machine_busy_pct']:.0f} %", load["machine_busy_pct"])
-        row("load: RSS start", _mb(load["rss_start_mb"]), load["rss_start_mb"])
-        row("load: RSS peak (sampled / HWM)", f"{load['rss_peak_sampled_mb']:.0f}/{load['rss_hwm_mb']:.0f} MB",
-            load["rss_peak_sampled_mb"])
-        limit = load["rss_start_mb"] * (1 + MEMORY_TOLERANCE)
-        row(f"load: RSS {AFTER_LOAD_S:.0f} s after", _mb(load["rss_after_mb"]), load["rss_after_mb"],
-            f"<= {limit:.0f} MB (+{MEMORY_TOLERANCE:.0%})", load["memory_ok"])
-        if "rss_after_idle_mb" in load:
-            row(f"load: RSS {load['rss_after_idle_s']:.0f} s after", _mb(load["rss_after_idle_mb"]),
-                load["rss_after_idle_mb"], f"<= {limit:.0f} MB", load["memory_ok_after_idle"])
-        row("load: app threads start/peak/after",
-            f"{load['threads_start']}/{load['threads_peak']}/{load['threads_after']}", load["threads_peak"])
-    elif load:
-        row("load", load["error"][:60], None, "", False)
+    _load_rows(row, results.get("load"), "load", _one_app_rows)
+    team = results.get("load_team")
+    if team:
+        _load_rows(row, team, team_label(team), _replica_rows)
 
     soak = results.get("soak")
     if soak and "error" not in soak:
@@ -765,38 +934,57 @@ TABLE = [Column("figure", "figure", 44), Column("value", "shown", 22, ">"), Colu
          Column("", "verdict")]
 
 
-def notes(results: dict) -> list[str]:
+def _load_notes(load: dict, label: str) -> list[str]:
+    if "skipped" in load:
+        return [f"{label}: skipped, {load['skipped']}"]
+    if "per_session" not in load:
+        return []
+    apps = load.get("apps") or [load]
     out = []
-    load = results.get("load") or {}
-    if "per_session" in load:
-        out.append(f"load: {load['sessions']} sessions x {load['tokens']} tok @{load['rate']:g}/s "
-                   f"(scripted TTFT {load['scripted_ttft_s']} s), one Chromium; opening the pages took "
-                   f"{load['open_pages_s']:.1f} s, sending the prompts {load['send_all_s']:.1f} s; "
-                   f"RSS with pages open before sending {load['rss_pages_open_mb']:.0f} MB; "
-                   f"app idle CPU before/after {load['idle_cpu_pct_before']:.0f}/{load['idle_cpu_pct_after']:.0f} %; "
-                   f"scripted server CPU {load['server_cpu_pct_one_core']:.0f} %, driver {load['driver_cpu_pct_one_core']:.0f} %")
-        out.append(f"load: machine before the load: {load['machine_busy_before_pct']:.0f} % busy, load average "
-                   f"{' '.join(load['loadavg_before'])} (after: {' '.join(load['loadavg_after'])}); "
-                   f"replies with a paragraph break every {load['paragraph_every'] or 'never'} tokens")
-        sm = load.get("streamlit_metrics_after") or {}
-        if sm:
-            connects = sm.get('session_events_total{type="connect"}', 0)
-            disconnects = sm.get('session_events_total{type="disconnect"}', 0)
-            out.append(f"load: {AFTER_LOAD_S:.0f} s after (pages closed), Streamlit's /_stcore/metrics: active_sessions "
-                       f"{sm.get('active_sessions', -1):.0f}, connects {connects:.0f}, disconnects {disconnects:.0f}")
-        if load.get("probe_server_to_frame_first_p50_s") is not None:
-            out.append(f"load, {PROBE_PAGES} probe pages (p50): first token server send -> websocket frame "
-                       f"{_ms(load['probe_server_to_frame_first_p50_s'])}, frame -> DOM "
-                       f"{_ms(load['probe_frame_to_dom_first_p50_s'])}; last token server -> frame "
-                       f"{_ms(load['probe_server_to_frame_last_p50_s'])}, frame -> DOM "
-                       f"{_ms(load['probe_frame_to_dom_last_p50_s'])}")
-        for s in load["per_session"]:
-            if not (s["isolated"] and s["reply_exact"] and s["completed"]):
-                out.append(f"load session {s['session']}: completed={s['completed']} roles={s['roles']} "
-                           f"foreign={s['foreign_markers'][:4]} other_prompts={s['other_prompts']} "
-                           f"reply_tokens={s['reply_tokens']} server={s.get('server_outcome')}/{s.get('server_tokens')}")
-        for line in load.get("log_problems", []):
-            out.append(f"load streamlit log: {line[:200]}")
+    if len(apps) > 1:
+        out.append(f"{label}: session p on replica p mod {len(apps)} ("
+                   + ", ".join(app["url"] for app in apps) + "); RSS with pages open per replica "
+                   + "/".join(f"{app['rss_pages_open_mb']:.0f}" for app in apps) + " MB; the app's figures in the "
+                   "next lines are totals over the replicas")
+    out.append(f"{label}: {load['sessions']} sessions x {load['tokens']} tok @{load['rate']:g}/s "
+               f"(scripted TTFT {load['scripted_ttft_s']} s), one Chromium; opening the pages took "
+               f"{load['open_pages_s']:.1f} s, sending the prompts {load['send_all_s']:.1f} s; "
+               f"RSS with pages open before sending {load['rss_pages_open_mb']:.0f} MB; "
+               f"app idle CPU before/after {load['idle_cpu_pct_before']:.0f}/{load['idle_cpu_pct_after']:.0f} %; "
+               f"scripted server CPU {load['server_cpu_pct_one_core']:.0f} %, driver {load['driver_cpu_pct_one_core']:.0f} %")
+    out.append(f"{label}: machine before the load: {load['machine_busy_before_pct']:.0f} % busy, load average "
+               f"{' '.join(load['loadavg_before'])} (after: {' '.join(load['loadavg_after'])}); "
+               f"replies with a paragraph break every {load['paragraph_every'] or 'never'} tokens")
+    sm = load.get("streamlit_metrics_after") or {}
+    if sm:
+        connects = sm.get('session_events_total{type="connect"}', 0)
+        disconnects = sm.get('session_events_total{type="disconnect"}', 0)
+        out.append(f"{label}: {AFTER_LOAD_S:.0f} s after (pages closed), Streamlit's /_stcore/metrics: active_sessions "
+                   f"{sm.get('active_sessions', -1):.0f}, connects {connects:.0f}, disconnects {disconnects:.0f}")
+    if load.get("probe_server_to_frame_first_p50_s") is not None:
+        out.append(f"{label}, {PROBE_PAGES} probe pages (p50): first token server send -> websocket frame "
+                   f"{_ms(load['probe_server_to_frame_first_p50_s'])}, frame -> DOM "
+                   f"{_ms(load['probe_frame_to_dom_first_p50_s'])}; last token server -> frame "
+                   f"{_ms(load['probe_server_to_frame_last_p50_s'])}, frame -> DOM "
+                   f"{_ms(load['probe_frame_to_dom_last_p50_s'])}")
+
+    def where(i: int) -> str:
+        return f" (replica {i + 1})" if len(apps) > 1 else ""
+    for s in load["per_session"]:
+        if not (s["isolated"] and s["reply_exact"] and s["completed"]):
+            out.append(f"{label} session {s['session']}{where(s.get('app', 0))}: completed={s['completed']} "
+                       f"roles={s['roles']} foreign={s['foreign_markers'][:4]} other_prompts={s['other_prompts']} "
+                       f"reply_tokens={s['reply_tokens']} server={s.get('server_outcome')}/{s.get('server_tokens')}")
+    for i, app in enumerate(apps):
+        for line in app.get("log_problems", []):
+            out.append(f"{label} streamlit log{where(i)}: {line[:200]}")
+    return out
+
+
+def notes(results: dict) -> list[str]:
+    out = _load_notes(results.get("load") or {}, "load")
+    team = results.get("load_team") or {}
+    out += _load_notes(team, team_label(team))
     soak = results.get("soak") or {}
     if "before" in soak:
         for side in ("before", "after"):
@@ -821,6 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a paragraph break every N tokens of the load replies (0: one long paragraph)")
     parser.add_argument("--soak", type=int, default=200, help="requests in the soak")
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-team", action="store_true", help="skip the load on replicas on PostgreSQL")
+    parser.add_argument("--team-replicas", type=int, default=2, help="replicas of the team load")
     parser.add_argument("--skip-soak", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench.json"))
     parser.add_argument("--keep", metavar="DIR", help="keep the streamlit logs and databases in DIR")
@@ -846,6 +1036,17 @@ def main(argv: list[str] | None = None) -> int:
                 results["load"] = guarded(lambda: run_load(browser, srv, args.sessions, args.tokens, args.rate,
                                                            args.paragraph_every, workdir), traceback_limit=6)
                 print(f"  load {time.perf_counter() - t:6.1f} s  {results['load'].get('error') or 'ok'}", flush=True)
+            if not args.skip_team:
+                t = time.perf_counter()
+                team: dict[str, Any] = {"replicas": args.team_replicas}
+                if find_postgres() is None:
+                    team["skipped"] = POSTGRES_MISSING
+                else:
+                    team |= guarded(lambda: run_load_team(browser, srv, args.team_replicas, args.sessions, args.tokens,
+                                                          args.rate, args.paragraph_every, workdir), traceback_limit=6)
+                results["load_team"] = team
+                print(f"  {team_label(team)} {time.perf_counter() - t:6.1f} s  "
+                      f"{team.get('error') or team.get('skipped') or 'ok'}", flush=True)
             if not args.skip_soak:
                 t = time.perf_counter()
                 results["soak"] = guarded(lambda: run_soak(browser, srv, args.soak, workdir), traceback_limit=6)
@@ -856,7 +1057,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows, summary = report(results)
     print()
-    print_table(rows, TABLE)
+    widest = max((len(r["figure"]) for r in rows), default=0)
+    print_table(rows, [replace(TABLE[0], width=max(TABLE[0].width, widest)), *TABLE[1:]])
     print()
     for line in notes(results):
         print(f"  {line}")
