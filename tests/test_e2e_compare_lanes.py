@@ -60,8 +60,9 @@ def shown_near(shown: str, schedule: float, actual: float) -> bool:
     return schedule - half_digit <= value < actual + PROMPTLY_S + half_digit
 
 
-def summary_rows(page) -> dict[str, dict[str, str]]:
+def summary_rows(page, lanes: int = 3) -> dict[str, dict[str, str]]:
     table = page.locator('[data-testid="stTable"]').first
+    table.locator("tbody tr").nth(lanes - 1).wait_for(timeout=30_000)   # drawn, however busy the box
     head = [th.inner_text().strip() for th in table.locator("thead th").all()]
     rows = {}
     for tr in table.locator("tbody tr").all():

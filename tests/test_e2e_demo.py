@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,10 @@ def exchange(page, srv, n: int) -> None:
     wait_idle(page)
 
 
+def on_screen(box: dict | None, height: int) -> bool:
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
 def hold_a_reply(page, srv, prompt: str = "a long follow-up") -> None:
     srv.queue(HELD)
     send_prompt(page, prompt)
@@ -68,7 +73,12 @@ def test_presenter_view_keeps_metrics_and_the_growing_reply_in_view(stack, tmp_p
         page.get_by_text("Presenter view", exact=True).click()
         wait_idle(page)
         hold_a_reply(page, srv)
-        page.wait_for_timeout(300)                # let the stick-to-bottom scroll settle
+        # The page sticks to the bottom as the reply grows: wait (bounded) until the growing end
+        # is on screen, however busy the machine; if it never scrolls there, this fails.
+        deadline = time.perf_counter() + 15
+        while not on_screen(page.get_by_text("held149").bounding_box(), height):
+            assert time.perf_counter() < deadline, "the growing end of the reply never came into view"
+            page.wait_for_timeout(50)
         page.screenshot(path=str(shots_dir(tmp_path) / f"presenter-{width}x{height}.png"))
         panel = page.locator(".st-key-presenter-metrics").bounding_box()
         tail = page.get_by_text("held149").bounding_box()
