@@ -15,14 +15,12 @@ Compare page and the CLI share.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.report import Column, guarded, print_table
+from bench.report import Column, guarded, print_and_merge
 from streamchat import compare
 from streamchat.generation import Endpoint
 from streamchat.lanes import Lane
@@ -205,14 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print("bench lanes: 3 lanes on scripted servers, through the comparison engine", flush=True)
     results = run(max(1, args.repeat), max(1, args.stop_runs))
     rows, summary = report(results)
-    print()
-    print_table(rows, TABLE)
-    out = Path(args.json)
-    data = json.loads(out.read_text()) if out.is_file() else {}
-    data["lanes"] = {"results": results, "rows": rows, "summary": summary}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str))
-    print(f"\n{summary}")
+    print_and_merge(args.json, "lanes", results, rows, TABLE, summary)
     return 0
 
 

@@ -2,9 +2,11 @@
 a row of the report."""
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -41,3 +43,17 @@ def guarded(fn: Callable[[], dict], traceback_limit: int = 4) -> dict:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         return {"error": f"{type(exc).__name__}: {first_line}"[:300],
                 "traceback": traceback.format_exc(limit=traceback_limit)}
+
+
+def print_and_merge(path: str, key: str, results: dict, rows: list[dict], columns: Sequence[Column],
+                    summary: str) -> None:
+    """Print the table and the summary; keep them with the results under `key` in the JSON file
+    at `path` (its other keys kept)."""
+    print()
+    print_table(rows, columns)
+    out = Path(path)
+    data = json.loads(out.read_text()) if out.is_file() else {}
+    data[key] = {"results": results, "rows": rows, "summary": summary}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2, default=str))
+    print(f"\n{summary}")

@@ -11,14 +11,12 @@ target 250 ms). Also: how long replica 2 took to show the reply's first words af
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.report import Column, guarded, print_table
+from bench.report import Column, guarded, print_and_merge
 from tests.harness.browser import app_env, chromium, have_chromium, send_prompt, stop_button, wait_for_text, wait_idle
 from tests.harness.postgres import MISSING, find_binaries, postgres_server
 from tests.harness.processes import ROOT
@@ -97,14 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print("bench team: Stop across two replicas on PostgreSQL", flush=True)
     results = run(max(1, args.runs))
     rows, summary = report(results)
-    print()
-    print_table(rows, TABLE)
-    out = Path(args.json)
-    data = json.loads(out.read_text()) if out.is_file() else {}
-    data["team"] = {"results": results, "rows": rows, "summary": summary}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=str))
-    print(f"\n{summary}")
+    print_and_merge(args.json, "team", results, rows, TABLE, summary)
     return 0
 
 
