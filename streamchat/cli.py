@@ -397,8 +397,7 @@ def report_lanes(comparison: compare.Comparison, args: argparse.Namespace, secre
     """Lanes: every lane reported, a failed one too (exit 1 then); nothing at all done: one line."""
     summary = comparison.summary()
     outcomes = comparison.outcomes()
-    # (Comparison.verdict() would give the default pair's words to two lanes that differ only in
-    # streaming; their keys are the lanes' own here.)
+    # The lanes' words always (lanes named "stream" and "non-stream" would get the pair's).
     verdict = compare.lanes_verdict(summary, outcomes, comparison.lanes)
     if _nothing_done(comparison, outcomes, verdict, secrets):  # (the verdict names each lane and why)
         return EXIT_FAILED
